@@ -1,0 +1,1 @@
+"""HTTP layer: parse requests, call the engine, serialise answers. No state or rules live here."""
