@@ -6,11 +6,16 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# .env holds the settings (copied from .env.example); .env.override, if present, holds local changes.
+COMPOSE_ENV := --env-file .env $(if $(wildcard .env.override),--env-file .env.override)
+COMPOSE := docker compose $(COMPOSE_ENV)
+NEED_DOCKER = @command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1 || { \
+	echo "make $@ needs a running Docker engine (docker info failed). Without Docker use: make run"; exit 1; }
 
-.PHONY: help venv test test-e2e test-quick lint bench
+.PHONY: help venv secrets env up down logs provision run demo test test-e2e test-quick lint bench
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
 venv: $(STAMP) ## create .venv with the project (editable) and its test tools
 
@@ -19,6 +24,38 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+secrets: venv ## create secrets/ token files offline (admin token + empty placeholders); never overwrites
+	$(PY) -m scripts.make_secrets --dir secrets
+
+.env:
+	cp .env.example .env
+	@echo "created .env from .env.example (edit it; tokens go in secrets/, never in .env)"
+
+env: .env ## copy .env.example to .env if .env is absent
+
+up: .env secrets ## start influxdb3 + grafana in Docker Compose (waits for healthy), then provision
+	$(NEED_DOCKER)
+	$(COMPOSE) up -d --wait
+	$(COMPOSE) --profile provision run --rm --build provision
+
+down: ## stop the compose stack (volumes are kept; `docker compose down -v` deletes the data)
+	$(NEED_DOCKER)
+	$(COMPOSE) --profile provision down
+
+logs: ## follow the compose stack's logs
+	$(NEED_DOCKER)
+	$(COMPOSE) logs -f --tail=100
+
+provision: .env ## (re)apply provisioning/triggers.toml to the compose stack's server
+	$(NEED_DOCKER)
+	$(COMPOSE) --profile provision run --rm --build provision
+
+run: venv secrets ## the stack on the embedded engine at 127.0.0.1:8181 (INFLUXDB3_PORT), foreground until Ctrl-C
+	$(PY) -m scripts.run_stack
+
+demo: venv secrets ## make run plus fake GitHub and Kapa with sample data (offline, no tokens)
+	$(PY) -m scripts.run_stack --demo
 
 test: venv ## run unit, emulator-conformance and stack tests (and e2e where Docker runs)
 	$(PY) -m pytest -q
@@ -33,4 +70,5 @@ lint: venv ## ruff
 	$(VENV)/bin/ruff check .
 
 bench: venv ## benchmarks that print figures (never part of make test)
-	$(PY) bench/ingest.py
+	@set -e; found=0; for f in bench/*.py; do [ -e "$$f" ] || continue; found=1; echo "== $$f"; $(PY) "$$f"; done; \
+	[ $$found = 1 ] || echo "no benchmarks in bench/"

@@ -48,8 +48,11 @@ def serde_json_message(exc: ValueError) -> str:
     """Python's JSON error rendered in serde_json's words where they map one to one."""
     msg = str(exc)
     if isinstance(exc, json.JSONDecodeError):
-        if exc.msg == "Expecting value" and exc.pos >= len(exc.doc):
-            return f"EOF while parsing a value at line {exc.lineno} column {max(exc.colno - 1, 0)}"
+        if exc.msg.startswith("Unterminated string"):
+            lines = exc.doc.split("\n")
+            return f"EOF while parsing a string at line {len(lines)} column {len(lines[-1])}"
+        if exc.pos >= len(exc.doc.rstrip()):
+            return f"EOF while parsing {_eof_context(exc.doc)} at line {exc.lineno} column {max(exc.colno - 1, 0)}"
         return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
     return msg
 
@@ -82,3 +85,28 @@ class Response:
 Handler = Callable[[Request], Response]
 #: Exact-match route table: (METHOD, path) -> handler
 Routes = dict[tuple[str, str], Handler]
+
+
+def _eof_context(doc: str) -> str:
+    """What serde_json was parsing when the input ended: a string, an object, a list or a value."""
+    stack: list[str] = []
+    in_string = escaped = False
+    for ch in doc:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            stack.append(ch)
+        elif ch in "}]" and stack:
+            stack.pop()
+    if in_string:
+        return "a string"
+    if not stack:
+        return "a value"
+    return "an object" if stack[-1] == "{" else "a list"

@@ -1,0 +1,271 @@
+"""``serve`` configuration: the real server's flag names and environment variables (reference §13).
+
+:func:`parse_serve_args` turns argv (plus the environment) into a :class:`ServeConfig`. Flags win over
+environment variables, which win over defaults, as clap's ``env = …`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_HTTP_BIND = "0.0.0.0:8181"
+DEFAULT_MAX_REQUEST_SIZE = 10 * 1024 * 1024
+DEFAULT_RECOVERY_BIND = "127.0.0.1:8182"
+#: --disable-authz accepts these resource names (reference §12).
+AUTHZ_RESOURCES = ("health", "ping", "metrics", "ready", "pprof", "node_stop")
+TRIGGER_KINDS = ("wal", "schedule", "request")
+OBJECT_STORES = ("file", "memory")
+_TRUE = {"true", "1", "yes", "on", "y"}
+_FALSE = {"false", "0", "no", "off", "n", ""}
+
+
+class ConfigError(ValueError):
+    """A flag or environment value the server would reject at startup (one-line message)."""
+
+
+@dataclass
+class ServeConfig:
+    node_id: str
+    data_dir: Path | None  # None with --object-store memory
+    object_store: str = "file"
+    plugin_dir: Path | None = None
+    virtual_env_location: Path | None = None
+    http_host: str = "0.0.0.0"
+    http_port: int = 8181
+    admin_token_file: Path | None = None
+    without_auth: bool = False
+    disable_authz: frozenset[str] = frozenset()
+    log_filter: str = "info"
+    wal_flush_interval: float = 1.0
+    max_http_request_size: int = DEFAULT_MAX_REQUEST_SIZE
+    restrict_plugin_triggers_to: set[str] = field(default_factory=lambda: set(TRIGGER_KINDS))
+    admin_token_recovery_http_bind: str | None = None
+
+    @property
+    def http_bind(self) -> str:
+        return f"{self.http_host}:{self.http_port}"
+
+
+# -- value parsers -------------------------------------------------------------------------------
+
+_HT_UNITS: dict[str, float] = {}
+for _names, _secs in (
+    (("nsec", "ns"), 1e-9),
+    (("usec", "us", "µs"), 1e-6),
+    (("msec", "ms"), 1e-3),
+    (("seconds", "second", "secs", "sec", "s"), 1.0),
+    (("minutes", "minute", "mins", "min", "m"), 60.0),
+    (("hours", "hour", "hrs", "hr", "h"), 3600.0),
+    (("days", "day", "d"), 86400.0),
+    (("weeks", "week", "w"), 604800.0),
+    (("months", "month", "M"), 2_630_016.0),
+    (("years", "year", "y"), 31_557_600.0),
+):
+    for _n in _names:
+        _HT_UNITS[_n] = _secs
+_HT_TOKEN = re.compile(r"\s*(\d+)\s*([A-Za-zµ]+)")
+
+
+def _local_humantime(text: str) -> float:
+    """humantime 2.x ``parse_duration`` (subset sufficient for flags): ``1s``, ``100ms``, ``1h 30m``."""
+    s = text.strip()
+    if not s:
+        raise ConfigError("value was empty")
+    pos, total = 0, 0.0
+    while pos < len(s):
+        m = _HT_TOKEN.match(s, pos)
+        if not m:
+            if s[pos:].strip() and not s[pos].isdigit() and not s[pos].isspace():
+                raise ConfigError(f"expected number at {pos}")
+            raise ConfigError(f"time unit needed, for example {s.strip()}sec or {s.strip()}ms")
+        unit = m.group(2)
+        if unit not in _HT_UNITS:
+            raise ConfigError(f'unknown time unit "{unit}", supported units: ns, us, ms, sec, min, hours, '
+                              "days, weeks, months, years (and few variations)")
+        total += int(m.group(1)) * _HT_UNITS[unit]
+        pos = m.end()
+    return total
+
+
+def parse_humantime(text: str) -> float:
+    """A humantime duration in seconds; uses the processing engine's parser when it is available."""
+    try:
+        from emulator.processing import specs  # written by another engineer; optional
+    except ImportError:
+        return _local_humantime(text)
+    fn = getattr(specs, "parse_humantime", None) or getattr(specs, "parse_duration", None)
+    if fn is None:
+        return _local_humantime(text)
+    try:
+        value = fn(text)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if hasattr(value, "total_seconds"):
+        return float(value.total_seconds())
+    return float(value)
+
+
+def parse_bool(text: str) -> bool:
+    v = text.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise ConfigError(f"invalid boolean value '{text}'")
+
+
+def parse_bind(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"invalid value '{text}' for '--http-bind <HTTP_BIND_ADDRESS>': invalid socket address syntax")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def parse_list(text: str, allowed: Sequence[str], flag: str) -> list[str]:
+    items = [p.strip() for p in text.split(",") if p.strip()]
+    for item in items:
+        if item not in allowed:
+            raise ConfigError(
+                f"invalid value '{item}' for '{flag}': possible values: {', '.join(allowed)}"
+            )
+    return items
+
+
+def log_level(log_filter: str) -> int:
+    """The Python logging level for a tracing filter such as ``info`` or ``info,iox_query=warn``."""
+    levels = {
+        "trace": logging.DEBUG,
+        "debug": logging.DEBUG,
+        "info": logging.INFO,
+        "warn": logging.WARNING,
+        "warning": logging.WARNING,
+        "error": logging.ERROR,
+        "off": logging.CRITICAL + 10,
+    }
+    for directive in log_filter.split(","):
+        d = directive.strip().lower()
+        if d and "=" not in d and d in levels:
+            return levels[d]
+    return logging.INFO
+
+
+# -- argparse -------------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises ConfigError instead of printing usage and exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m emulator", description="Embedded InfluxDB 3 Core stand-in")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    s = sub.add_parser("serve", help="run the HTTP server")
+    s.add_argument("--node-id", "--host-id", dest="node_id")
+    s.add_argument("--data-dir", dest="data_dir")
+    s.add_argument("--object-store", dest="object_store")
+    s.add_argument("--plugin-dir", dest="plugin_dir")
+    s.add_argument("--virtual-env-location", dest="virtual_env_location")
+    s.add_argument("--http-bind", dest="http_bind")
+    s.add_argument("--admin-token-file", dest="admin_token_file")
+    s.add_argument("--without-auth", dest="without_auth", action="store_true", default=None)
+    s.add_argument("--disable-authz", dest="disable_authz")
+    s.add_argument("--log-filter", dest="log_filter")
+    s.add_argument("--wal-flush-interval", dest="wal_flush_interval")
+    s.add_argument("--max-http-request-size", dest="max_http_request_size")
+    s.add_argument("--restrict-plugin-triggers-to", dest="restrict_plugin_triggers_to")
+    s.add_argument(
+        "--admin-token-recovery-http-bind",
+        dest="admin_token_recovery_http_bind",
+        nargs="?",
+        const=DEFAULT_RECOVERY_BIND,
+    )
+    return parser
+
+
+def _pick(flag: str | None, env: Mapping[str, str], *names: str) -> str | None:
+    if flag is not None:
+        return flag
+    for n in names:
+        if n in env:
+            return env[n]
+    return None
+
+
+def parse_serve_args(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeConfig:
+    """argv (without the program name) + environment -> ServeConfig. Raises ConfigError."""
+    env = os.environ if env is None else env
+    ns = build_parser().parse_args(list(argv))
+    node_id = _pick(ns.node_id, env, "INFLUXDB3_NODE_IDENTIFIER_PREFIX")
+    if not node_id:
+        raise ConfigError(
+            "the following required arguments were not provided: --node-id <NODE_IDENTIFIER_PREFIX>"
+        )
+    object_store = _pick(ns.object_store, env, "INFLUXDB3_OBJECT_STORE") or "file"
+    if object_store not in OBJECT_STORES:
+        raise ConfigError(
+            f"invalid value '{object_store}' for '--object-store <OBJECT_STORE>': "
+            f"this emulator supports: {', '.join(OBJECT_STORES)}"
+        )
+    data_dir_s = _pick(ns.data_dir, env, "INFLUXDB3_DB_DIR") or str(Path.home() / ".influxdb")
+    plugin_dir_s = _pick(ns.plugin_dir, env, "INFLUXDB3_PLUGIN_DIR")
+    venv_s = _pick(ns.virtual_env_location, env, "VIRTUAL_ENV")
+    host, port = parse_bind(_pick(ns.http_bind, env, "INFLUXDB3_HTTP_BIND_ADDR") or DEFAULT_HTTP_BIND)
+    token_file = _pick(ns.admin_token_file, env, "INFLUXDB3_ADMIN_TOKEN_FILE")
+    if ns.without_auth:
+        without_auth = True
+    else:
+        raw = _pick(None, env, "INFLUXDB3_START_WITHOUT_AUTH", "INFLUXDB3_WITHOUT_AUTH")
+        without_auth = parse_bool(raw) if raw is not None else False
+    authz = _pick(ns.disable_authz, env, "INFLUXDB3_DISABLE_AUTHZ") or ""
+    disable_authz = frozenset(parse_list(authz, AUTHZ_RESOURCES, "--disable-authz <DISABLE_AUTHZ>"))
+    log_filter = _pick(ns.log_filter, env, "INFLUXDB3_LOG_FILTER", "LOG_FILTER") or "info"
+    flush_s = _pick(ns.wal_flush_interval, env, "INFLUXDB3_WAL_FLUSH_INTERVAL") or "1s"
+    try:
+        flush = parse_humantime(flush_s)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"invalid value '{flush_s}' for '--wal-flush-interval <WAL_FLUSH_INTERVAL>': {exc}"
+        ) from None
+    if flush <= 0:
+        raise ConfigError("--wal-flush-interval must be greater than zero")
+    size_s = _pick(ns.max_http_request_size, env, "INFLUXDB3_MAX_HTTP_REQUEST_SIZE")
+    try:
+        max_size = int(size_s) if size_s is not None else DEFAULT_MAX_REQUEST_SIZE
+    except ValueError:
+        raise ConfigError(
+            f"invalid value '{size_s}' for '--max-http-request-size <MAX_HTTP_REQUEST_SIZE>': "
+            "invalid digit found in string"
+        ) from None
+    restrict_s = _pick(ns.restrict_plugin_triggers_to, env, "INFLUXDB3_RESTRICT_PLUGIN_TRIGGERS_TO")
+    restrict = (
+        set(parse_list(restrict_s, TRIGGER_KINDS, "--restrict-plugin-triggers-to"))
+        if restrict_s is not None
+        else set(TRIGGER_KINDS)
+    )
+    return ServeConfig(
+        node_id=node_id,
+        data_dir=None if object_store == "memory" else Path(data_dir_s).expanduser(),
+        object_store=object_store,
+        plugin_dir=Path(plugin_dir_s).expanduser() if plugin_dir_s else None,
+        virtual_env_location=Path(venv_s).expanduser() if venv_s else None,
+        http_host=host,
+        http_port=port,
+        admin_token_file=Path(token_file).expanduser() if token_file else None,
+        without_auth=without_auth,
+        disable_authz=disable_authz,
+        log_filter=log_filter,
+        wal_flush_interval=flush,
+        max_http_request_size=max_size,
+        restrict_plugin_triggers_to=restrict,
+        admin_token_recovery_http_bind=ns.admin_token_recovery_http_bind,
+    )

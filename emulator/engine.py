@@ -1,0 +1,569 @@
+"""The Engine facade: catalog + WAL + buffers + snapshots + queries, as the HTTP layer and the
+processing engine use them (docs/internals.md).
+
+Write path (reference §6, §6a): validate the db name, parse with :func:`emulator.lineprotocol.parse_lines`,
+check every line against the catalog (types, tag/field clashes, limits; later lines of one request see
+the columns earlier lines added), commit the schema changes, queue the rows for the next flush. The
+flusher thread, every ``wal_flush_interval``, writes all queued rows as one WAL file (fsync), applies
+them to the buffers, calls the flush listeners once per database, then releases the waiting writers.
+A ``no_sync=True`` write returns as soon as its rows are queued.
+
+When the buffered rows exceed ``snapshot_rows`` (and on close) the flusher writes Parquet snapshots and
+deletes the WAL files they cover, so memory and restart time stay bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from emulator import lineprotocol
+from emulator.catalog import (
+    INTERNAL_DB,
+    NUM_COLUMNS_PER_TABLE_LIMIT,
+    NUM_TABLES_LIMIT,
+    TIME_COLUMN,
+    Catalog,
+    DatabaseDef,
+    TableDef,
+    invalid_column_type_text,
+    too_many_columns_text,
+    too_many_dbs_text,
+    too_many_tables_text,
+    validate_db_name,
+)
+from emulator.errors import ApiError, DatabaseNotFound, json_error, not_found, text_error
+from emulator.lineprotocol import LineError, ParsedLine
+from emulator.query import QueryRunner, SystemTableProvider
+from emulator.storage import Storage, arrow_schema
+from emulator.wal import Wal, WalEntry
+
+log = logging.getLogger(__name__)
+
+FlushListener = Callable[[str, list[dict[str, Any]]], None]
+EMPTY_WRITE = "incoming write was empty"
+FIELD_TYPES = ("int64", "uint64", "float64", "utf8", "bool")
+#: above this many runs of differently shaped lines in one table, a write is padded into one run
+_MAX_RUNS = 8
+
+
+class EngineClosed(Exception):
+    """A write reached an engine that is not open."""
+
+
+class FlushFailed(Exception):
+    """The WAL flush holding a write failed (disk error); the write is not acknowledged."""
+
+
+@dataclass
+class WriteOutcome:
+    lines_written: int
+    errors: list[LineError] = field(default_factory=list)
+
+
+class _Batch:
+    """The writes queued for one flush."""
+
+    __slots__ = ("entries", "done", "error", "rows")
+
+    def __init__(self) -> None:
+        self.entries: list[WalEntry] = []
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self.rows = 0
+
+
+class _LineRejected(Exception):
+    def __init__(self, message: str):
+        self.message = message
+
+
+class _TableTxn:
+    """A table's schema while one write request is validated (committed only at the end)."""
+
+    __slots__ = ("name", "base", "tags", "tagset", "fields", "runs")
+
+    def __init__(self, name: str, base: TableDef | None):
+        self.name = name
+        self.base = base
+        self.tags: list[str] = list(base.tags) if base else []
+        self.tagset = set(self.tags)
+        self.fields: dict[str, str] = dict(base.fields) if base else {}
+        #: accepted rows in request order, as runs of consecutive rows sharing one column list
+        self.runs: list[tuple[tuple[str, ...], list[tuple[Any, ...]]]] = []
+
+    def add_row(self, names: tuple[str, ...], row: tuple[Any, ...]) -> None:
+        runs = self.runs
+        if runs and runs[-1][0] is names:
+            runs[-1][1].append(row)
+        else:
+            runs.append((names, [row]))
+
+    def compact_runs(self) -> list[tuple[tuple[str, ...], list[tuple[Any, ...]]]]:
+        """The runs, merged into one run over the union of columns when there are many small ones
+        (lines of alternating shapes), padding absent columns with None."""
+        if len(self.runs) <= _MAX_RUNS:
+            return self.runs
+        union: dict[str, int] = {}
+        for names, _rows in self.runs:
+            for n in names:
+                union.setdefault(n, len(union))
+        width = len(union)
+        out: list[tuple[Any, ...]] = []
+        for names, rows in self.runs:
+            positions = [union[n] for n in names]
+            for row in rows:
+                padded: list[Any] = [None] * width
+                for pos, value in zip(positions, row, strict=True):
+                    padded[pos] = value
+                out.append(tuple(padded))
+        return [(tuple(union), out)]
+
+    @property
+    def num_columns(self) -> int:
+        return len(self.tags) + len(self.fields) + 1
+
+    def check_line(self, line: ParsedLine) -> None:
+        """Validate one line and add its new columns; on failure nothing of this line stays."""
+        added_tags: list[str] = []
+        added_fields: list[str] = []
+        try:
+            for key in line.tags:
+                if key in self.tagset:
+                    continue
+                if key == TIME_COLUMN:
+                    raise _LineRejected(f"'{key}' is a reserved column")
+                existing = self.fields.get(key)
+                if existing is not None:
+                    raise _LineRejected(invalid_column_type_text(key, existing, "tag"))
+                if self.num_columns >= NUM_COLUMNS_PER_TABLE_LIMIT:
+                    raise _LineRejected(too_many_columns_text())
+                self.tags.append(key)
+                self.tagset.add(key)
+                added_tags.append(key)
+            fields = self.fields
+            for name, (ftype, _value) in line.fields.items():
+                existing = fields.get(name)
+                if existing == ftype:
+                    continue
+                if existing is not None:
+                    raise _LineRejected(invalid_column_type_text(name, existing, ftype))
+                if name in self.tagset:
+                    raise _LineRejected(invalid_column_type_text(name, "tag", ftype))
+                if name == TIME_COLUMN:
+                    raise _LineRejected(f"'{name}' is a reserved column")
+                if self.num_columns >= NUM_COLUMNS_PER_TABLE_LIMIT:
+                    raise _LineRejected(too_many_columns_text())
+                fields[name] = ftype
+                added_fields.append(name)
+        except _LineRejected:
+            for key in added_tags:
+                self.tags.remove(key)
+                self.tagset.discard(key)
+            for name in added_fields:
+                del self.fields[name]
+            raise
+
+
+class _TableGetter:
+    """Lazy access to one table's Arrow data for a query (with a cheap schema hint)."""
+
+    __slots__ = ("storage", "db_id", "tdef", "retention_ns")
+
+    def __init__(self, storage: Storage, db_id: int, tdef: TableDef, retention_ns: int | None):
+        self.storage = storage
+        self.db_id = db_id
+        self.tdef = tdef
+        self.retention_ns = retention_ns
+
+    def schema(self) -> pa.Schema:
+        return arrow_schema(self.tdef)
+
+    def __call__(self) -> pa.Table:
+        table = self.storage.table(self.db_id, self.tdef)
+        if self.retention_ns is not None and table.num_rows:
+            cutoff = time.time_ns() - self.retention_ns
+            table = table.filter(pc.greater_equal(table.column(TIME_COLUMN).cast(pa.int64()), cutoff))
+        return table
+
+
+def parse_retention(text: str) -> int:
+    """A retention period (humantime 2.3 syntax, as the server parses it) in nanoseconds.
+    Raises ValueError when the text is not a duration."""
+    from emulator.processing.specs import parse_duration
+
+    return parse_duration(text)
+
+
+class Engine:
+    """The embedded InfluxDB 3 Core storage engine (one per server)."""
+
+    def __init__(self, data_dir: Path | None, *, wal_flush_interval: float = 1.0, node_id: str = "emulator",
+                 snapshot_rows: int = 1_000_000):
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.wal_flush_interval = wal_flush_interval
+        self.node_id = node_id
+        self.snapshot_rows = snapshot_rows
+        self.catalog = Catalog(None if self.data_dir is None else self.data_dir / "catalog.json")
+        self.storage = Storage(self.data_dir)
+        self.wal = Wal(None)
+        self.queries = QueryRunner()
+        self._listeners: list[FlushListener] = []
+        self._queue_lock = threading.Lock()
+        self._batch = _Batch()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._flusher: threading.Thread | None = None
+        self._open = False
+        self._last_sequence = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    def open(self) -> None:
+        """Load the catalog and snapshots, replay the WAL newer than the last snapshot, start flushing."""
+        if self._open:
+            return
+        if self.data_dir is not None:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.wal = Wal(self.data_dir / "wal")
+            self._replay()
+        self._stop.clear()
+        self._open = True
+        self._flusher = threading.Thread(target=self._flush_loop, name="wal-flusher", daemon=True)
+        self._flusher.start()
+
+    def close(self) -> None:
+        """Flush what is queued, snapshot to Parquet, stop the flusher. Idempotent."""
+        if not self._open:
+            return
+        self._stop.set()
+        self._wake.set()
+        if self._flusher is not None:
+            self._flusher.join()
+        self._flush_once()
+        self._snapshot()
+        self._open = False
+
+    def __enter__(self) -> Engine:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _replay(self) -> None:
+        live = self._live_tables()
+        replayed = 0
+        for contents in self.wal.replay(self.storage.snapshot_sequence):
+            for db_id, table_id, names, rows in contents.entries:
+                if (db_id, table_id) in live:
+                    self.storage.apply(db_id, table_id, names, rows)
+                    replayed += len(rows)
+            self._last_sequence = contents.sequence
+        if replayed:
+            log.info("replayed %d rows from the WAL", replayed)
+
+    def _live_tables(self) -> dict[tuple[int, int], TableDef]:
+        with self.catalog.lock:
+            return {(db.id, t.id): t for db in self.catalog.databases() for t in db.tables.values()}
+
+    # ------------------------------------------------------------------ writes
+    def write_lp(self, db: str, body: bytes | str, *, precision: str = "auto", accept_partial: bool = True,
+                 no_sync: bool = False, default_time_ns: int | None = None) -> WriteOutcome:
+        """Validate and queue a line protocol write (docs/internals.md). See the module docstring."""
+        if not self._open:
+            raise EngineClosed("engine is not open")
+        if not body:
+            raise text_error(400, EMPTY_WRITE)
+        validate_db_name(db)
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        now = time.time_ns() if default_time_ns is None else default_time_ns
+        parsed, parse_errors = lineprotocol.parse_lines(text, precision=precision, default_time_ns=now)
+        if parse_errors and not accept_partial:
+            # schema errors on earlier lines would come first; validate only those lines
+            first_bad = parse_errors[0].line_number
+            parsed = [p for p in parsed if p.line_number < first_bad]
+        entries, errors, written = self._validate_and_commit(
+            db, parsed, accept_partial, commit=accept_partial or not parse_errors)
+        if not accept_partial:
+            if errors:
+                return WriteOutcome(0, [errors[0]])
+            if parse_errors:
+                return WriteOutcome(0, [parse_errors[0]])
+        all_errors = sorted([*parse_errors, *errors], key=lambda e: e.line_number) if errors else parse_errors
+        if not entries:
+            return WriteOutcome(0, all_errors)
+        batch = self._enqueue(entries, written)
+        if not no_sync and threading.current_thread() is not self._flusher:
+            batch.done.wait()
+            if batch.error is not None:
+                raise text_error(500, f"error writing to the WAL: {batch.error}")
+        return WriteOutcome(written, all_errors)
+
+    def _validate_and_commit(self, db_name: str, parsed: list[ParsedLine], accept_partial: bool, *,
+                             commit: bool = True) -> tuple[list[WalEntry], list[LineError], int]:
+        """Check ``parsed`` against the catalog; commit new tables/columns; return the WAL entries, the
+        per-line errors and the number of accepted lines. With ``commit`` False only check.
+
+        Lines are grouped by shape (table, tag keys, field keys and types): a shape is checked once per
+        request, since the schema only grows and its verdict cannot change within the request.
+        """
+        errors: list[LineError] = []
+        with self.catalog.lock:
+            db = self.catalog.get_db(db_name)
+            tables: dict[str, _TableTxn] = {}
+            shapes: dict[tuple[Any, ...], tuple[_TableTxn, tuple[str, ...]] | str] = {}
+            new_tables = 0
+            existing_tables = 0 if db is None else len(db.tables)
+            written = 0
+            for line in parsed:
+                fv = line.fields.values()
+                key = (line.measurement, *line.tags, "", *line.fields, *[t for t, _ in fv])
+                shape = shapes.get(key)
+                if shape is None:
+                    tt = tables.get(line.measurement)
+                    try:
+                        if tt is None:
+                            base = None if db is None else db.tables.get(line.measurement)
+                            if base is None:
+                                if existing_tables + new_tables >= NUM_TABLES_LIMIT:
+                                    raise _LineRejected(too_many_tables_text())
+                                new_tables += 1
+                            tt = tables[line.measurement] = _TableTxn(line.measurement, base)
+                        tt.check_line(line)
+                    except _LineRejected as rej:
+                        shape = shapes[key] = rej.message
+                    else:
+                        shape = shapes[key] = (tt, (*line.tags, *line.fields, TIME_COLUMN))
+                if isinstance(shape, str):
+                    errors.append(LineError.for_line(line.line_number, line.raw, shape))
+                    if not accept_partial:
+                        return [], errors, 0
+                    continue
+                shape[0].add_row(shape[1], (*line.tags.values(), *[v for _, v in fv], line.time_ns))
+                written += 1
+            if not written or not commit:
+                return [], errors, 0
+            if db is None:
+                db = self._auto_create_db(db_name)
+            entries = self._commit_tables(db, tables)
+        return entries, errors, written
+
+    def _auto_create_db(self, name: str) -> DatabaseDef:
+        try:
+            return self.catalog.create_database(name, exist_ok=True)
+        except ApiError as err:
+            if err.status == 422:
+                raise json_error(422, too_many_dbs_text()) from None
+            raise
+
+    def _commit_tables(self, db: DatabaseDef, tables: dict[str, _TableTxn]) -> list[WalEntry]:
+        """Apply the request's schema changes to the catalog (saved once) and build the WAL entries."""
+        changed = False
+        entries: list[WalEntry] = []
+        for tt in tables.values():
+            if not tt.runs:
+                continue
+            tdef = db.tables.get(tt.name)
+            if tdef is None:
+                tdef = self.catalog.new_table(db, tt.name)
+                changed = True
+            if len(tt.tags) != len(tdef.tags) or len(tt.fields) != len(tdef.fields):
+                for key in tt.tags[len(tdef.tags):]:
+                    tdef.tags.append(key)
+                for name, ftype in tt.fields.items():
+                    if name not in tdef.fields:
+                        tdef.fields[name] = ftype
+                tdef.version += 1
+                changed = True
+            for names, rows in tt.compact_runs():
+                entries.append((db.id, tdef.id, names, rows))
+        if changed:
+            self.catalog.save()
+        return entries
+
+    def _enqueue(self, entries: list[WalEntry], rows: int) -> _Batch:
+        with self._queue_lock:
+            batch = self._batch
+            batch.entries.extend(entries)
+            batch.rows += rows
+        return batch
+
+    # ------------------------------------------------------------------ flushing
+    def _flush_loop(self) -> None:
+        interval = self.wal_flush_interval
+        next_tick = time.monotonic() + interval
+        while not self._stop.is_set():
+            delay = next_tick - time.monotonic()
+            if delay > 0 and self._wake.wait(delay):
+                self._wake.clear()  # flush_now() or close(): flush at once, keep the tick schedule
+                if self._stop.is_set():
+                    break
+            else:
+                next_tick = max(next_tick + interval, time.monotonic())
+            try:
+                self._flush_once()
+                if self.storage.buffered_rows > self.snapshot_rows:
+                    self._snapshot()
+            except Exception:  # keep flushing; the failed batch's writers got the error
+                log.exception("WAL flush failed")
+
+    def _flush_once(self) -> None:
+        with self._queue_lock:
+            batch = self._batch
+            self._batch = _Batch()
+        if not batch.entries:
+            batch.done.set()
+            return
+        try:
+            sequence = self.wal.append(batch.entries)
+            self._last_sequence = sequence
+            by_db: dict[int, list[WalEntry]] = {}
+            for entry in batch.entries:
+                self.storage.apply(*entry)
+                by_db.setdefault(entry[0], []).append(entry)
+        except BaseException as exc:
+            batch.error = exc
+            batch.done.set()
+            raise
+        self._notify(by_db)
+        batch.done.set()
+
+    def _notify(self, by_db: dict[int, list[WalEntry]]) -> None:
+        if not self._listeners:
+            return
+        for db_id, entries in by_db.items():
+            with self.catalog.lock:
+                db = self.catalog.db_by_id(db_id)
+                if db is None or db.deleted:
+                    continue
+                names = {t.id: t.name for t in db.tables.values()}
+                db_name = db.name
+            grouped: dict[str, list[dict[str, Any]]] = {}
+            for _db, table_id, columns, rows in entries:
+                name = names.get(table_id)
+                if name is not None:
+                    grouped.setdefault(name, []).extend(
+                        {c: v for c, v in zip(columns, r, strict=True) if v is not None} for r in rows)
+            batches = [{"table_name": n, "rows": r} for n, r in grouped.items()]
+            for listener in list(self._listeners):
+                try:
+                    listener(db_name, batches)
+                except Exception:
+                    log.exception("flush listener %r failed", listener)
+
+    def add_flush_listener(self, fn: FlushListener) -> None:
+        """Call ``fn(db, table_batches)`` on the flusher thread after each flush, before writers return."""
+        self._listeners.append(fn)
+
+    def flush_now(self) -> None:
+        """Wait for the next flush to complete (tests and the harness)."""
+        with self._queue_lock:
+            batch = self._batch
+        if threading.current_thread() is self._flusher or not self._open:
+            return
+        self._wake.set()
+        batch.done.wait()
+
+    def _snapshot(self) -> None:
+        if self.data_dir is None:
+            return
+        covered = self._last_sequence
+        rows = self.storage.snapshot(self._live_tables(), covered)
+        removed = self.wal.remove_through(covered)
+        if rows or removed:
+            log.info("snapshot: %d rows to Parquet, %d WAL files removed", rows, removed)
+
+    # ------------------------------------------------------------------ queries
+    def query(self, db: str, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        """Run SQL against ``db``. Raises DatabaseNotFound or QueryError (DataFusion's text)."""
+        with self.catalog.lock:
+            d = self.catalog.get_db(db)
+            if d is None:
+                raise DatabaseNotFound(db)
+            retention = self._retention_ns(d)
+            getters = {name: _TableGetter(self.storage, d.id, t, retention) for name, t in d.tables.items()}
+        return self.queries.run(db, getters, sql, params)
+
+    def _retention_ns(self, db: DatabaseDef) -> int | None:
+        if not db.retention_period:
+            return None
+        try:
+            return parse_retention(db.retention_period)
+        except ValueError:  # validated when stored; a stricter parser later must not break queries
+            log.warning("cannot parse stored retention period %r", db.retention_period)
+            return None
+
+    def register_system_table(self, name: str, provider: SystemTableProvider) -> None:
+        self.queries.register_system_table(name, provider)
+
+    # ------------------------------------------------------------------ databases and tables
+    def create_database(self, name: str, retention_period: str | None = None) -> None:
+        validate_db_name(name)
+        if retention_period is not None:
+            self._check_retention(retention_period)
+        self.catalog.create_database(name, retention_period)
+
+    def list_databases(self, show_deleted: bool = False) -> list[dict[str, Any]]:
+        rows = []
+        for d in self.catalog.databases(include_deleted=show_deleted):
+            row: dict[str, Any] = {"iox::database": d.name}
+            if show_deleted:
+                row["deleted"] = d.deleted
+            rows.append(row)
+        rows.sort(key=lambda r: r["iox::database"])
+        return rows
+
+    def update_database(self, name: str, retention_period: str | None) -> None:
+        if retention_period is not None:
+            self._check_retention(retention_period)
+        self.catalog.set_retention(name, retention_period)
+
+    def set_retention(self, name: str, duration: str) -> None:
+        self._check_retention(duration)
+        self.catalog.set_retention(name, duration)
+
+    def clear_retention(self, name: str) -> None:
+        self.catalog.set_retention(name, None)
+
+    def _check_retention(self, text: str) -> None:
+        try:
+            parse_retention(text)
+        except ValueError as exc:
+            raise text_error(400, f"invalid retention period: {exc}") from None
+
+    def delete_database(self, name: str, hard_delete_at: str | None = None) -> None:
+        db = self.catalog.soft_delete_database(name, hard_delete_at)
+        self.storage.drop_database(db.id)
+
+    def create_table(self, db: str, table: str, tags: list[str], fields: list[dict[str, Any]]) -> None:
+        validate_db_name(db)
+        pairs = []
+        for f in fields:
+            ftype = f.get("type")
+            if ftype not in FIELD_TYPES:
+                raise text_error(400, f"invalid field type: {ftype}")
+            pairs.append((str(f["name"]), ftype))
+        self.catalog.create_table(db, table, list(tags), pairs)
+
+    def delete_table(self, db: str, table: str, hard_delete_at: str | None = None) -> None:
+        d = self.catalog.get_db(db)
+        if d is None:
+            raise not_found(db)
+        t = self.catalog.soft_delete_table(db, table, hard_delete_at)
+        self.storage.drop_table(d.id, t.id)
+
+    # ------------------------------------------------------------------ introspection
+    @property
+    def internal_db(self) -> str:
+        return INTERNAL_DB
+
+
+__all__ = ["Engine", "EngineClosed", "FlushFailed", "WriteOutcome"]

@@ -1,0 +1,332 @@
+"""aiohttp glue: one catch-all handler with the server's processing order (reference §1).
+
+1. ``OPTIONS`` on any path: 204 with CORS headers, no auth.
+2. ``--without-auth`` and a path under ``/api/v3/configure/token``: 405.
+3. Authentication (except ``/api/v3/configure/token/admin`` and ``--disable-authz`` paths), before routing.
+4. Exact (method, path) routing, else 404 ``Not found``; ``/api/v3/engine/<path>`` (GET/POST) goes to the
+   processing engine.
+
+Handlers are sync functions run on a thread pool; the event loop only reads bodies and writes responses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+import uuid
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from emulator.auth import TokenFileError, TokenStore, extract_token
+from emulator.config import ServeConfig, log_level
+from emulator.errors import ApiError, json_error, text_error
+from emulator.http.base import Handler, Request, Response, Routes
+from emulator.http.core_routes import CoreContext, CoreRoutes, Metrics
+
+log = logging.getLogger("emulator.server")
+
+ENGINE_PREFIX = "/api/v3/engine/"
+TOKEN_PREFIX = "/api/v3/configure/token"
+TOKEN_ADMIN = "/api/v3/configure/token/admin"
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "*",
+    "Access-Control-Allow-Headers": "*",
+}
+#: --disable-authz resource -> exact paths (pprof is a prefix)
+AUTHZ_PATHS = {
+    "health": ("/health", "/api/v1/health"),
+    "ping": ("/ping",),
+    "metrics": ("/metrics",),
+    "ready": ("/ready",),
+}
+P_PARAM_PATHS = frozenset({"/query", "/write"})
+POOL_WORKERS = 64
+
+
+class StartupError(RuntimeError):
+    """A startup failure reported as one line on stderr with a non-zero exit code."""
+
+
+class HttpServer:
+    """Request pipeline: body limits, auth, routing, thread-pool dispatch, common headers."""
+
+    def __init__(
+        self,
+        cfg: ServeConfig,
+        routes: Routes,
+        *,
+        tokens: TokenStore | None,
+        engine_handler: Handler | None,
+        cluster_uuid: str,
+        metrics: Metrics,
+    ):
+        self.cfg = cfg
+        self.routes = routes
+        self.tokens = tokens
+        self.engine_handler = engine_handler
+        self.cluster_uuid = cluster_uuid
+        self.metrics = metrics
+        self.pool = ThreadPoolExecutor(max_workers=POOL_WORKERS, thread_name_prefix="http")
+        self.open_paths: set[str] = set()
+        self.open_pprof = "pprof" in cfg.disable_authz
+        for resource in cfg.disable_authz:
+            self.open_paths.update(AUTHZ_PATHS.get(resource, ()))
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _needs_auth(self, path: str) -> bool:
+        if self.tokens is None or path == TOKEN_ADMIN or path in self.open_paths:
+            return False
+        return not (self.open_pprof and path.startswith("/debug/pprof"))
+
+    async def _read_body(self, request: web.BaseRequest) -> bytes:
+        limit = self.cfg.max_http_request_size
+        too_big = text_error(413, f"max request size ({limit} bytes) exceeded")
+        length = request.content_length
+        if length is not None and length > limit:
+            raise too_big
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            chunk = await request.content.readany()
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > limit:
+                raise too_big
+            chunks.append(chunk)
+        data = b"".join(chunks)
+        encoding = request.headers.get("Content-Encoding")
+        if encoding is None or encoding == "identity":
+            return data
+        if encoding != "gzip":
+            raise text_error(400, f"unacceptable content-encoding: {encoding}")
+        try:
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            out = d.decompress(data, limit + 1)
+        except zlib.error as exc:
+            raise text_error(400, f"error decoding gzip stream: {exc}") from None
+        if len(out) > limit:
+            raise too_big
+        return out
+
+    def _to_web(self, resp: Response, *, method: str, matched: str) -> web.Response:
+        headers = {"cluster-uuid": self.cluster_uuid}
+        if 200 <= resp.status < 300:
+            headers["Access-Control-Allow-Origin"] = "*"
+        if resp.content_type is not None:
+            headers["Content-Type"] = resp.content_type
+        headers.update(resp.headers)
+        self.metrics.count_request(method, matched, resp.status)
+        return web.Response(status=resp.status, body=resp.body or None, headers=headers)
+
+    # -- the one handler --------------------------------------------------------------------------
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        method = request.method
+        path = request.path
+        if method == "OPTIONS":
+            return web.Response(status=204, headers={"cluster-uuid": self.cluster_uuid, **CORS_HEADERS})
+        try:
+            if self.tokens is None and path.startswith(TOKEN_PREFIX):
+                raise text_error(405, "endpoint disabled, started without auth")
+            query_string = request.query_string
+            items = parse_qsl(query_string, keep_blank_values=True) if query_string else []
+            token_record = None
+            if self._needs_auth(path):
+                p_param = None
+                if path in P_PARAM_PATHS:
+                    for k, v in items:
+                        if k == "p":
+                            p_param = v
+                token = extract_token(request.headers.get("Authorization"), p_param)
+                assert self.tokens is not None
+                token_record = self.tokens.verify(token)
+            handler = self.routes.get((method, path))
+            matched = path
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            if handler is None:
+                if path.startswith(ENGINE_PREFIX) and method in ("GET", "POST") and self.engine_handler:
+                    handler = self.engine_handler
+                    matched = ENGINE_PREFIX + "*"
+                    headers.pop("authorization", None)
+                else:
+                    raise text_error(404, "Not found")
+            body = b"" if method in ("GET", "HEAD") else await self._read_body(request)
+            req = Request(
+                method=method,
+                path=path,
+                query=dict(items),
+                query_string=query_string,
+                headers=headers,
+                body=body,
+                token=token_record,
+                query_items=items,
+            )
+            loop = asyncio.get_running_loop()
+            resp = await loop.run_in_executor(self.pool, _call, handler, req)
+        except ApiError as err:
+            resp, matched = Response.from_error(err), "error"
+        return self._to_web(resp, method=method, matched=matched)
+
+
+def _call(handler: Handler, req: Request) -> Response:
+    """Run a handler on a pool thread; typed errors become their response, others a logged 500."""
+    try:
+        return handler(req)
+    except ApiError as err:
+        return Response.from_error(err)
+    except Exception:  # a bug below the HTTP layer: log it, answer 500, keep serving
+        log.exception("internal error in %s %s", req.method, req.path)
+        return Response.from_error(json_error(500, "internal error"))
+
+
+# -- startup ---------------------------------------------------------------------------------------
+
+
+def configure_logging(cfg: ServeConfig) -> None:
+    logging.basicConfig(
+        level=log_level(cfg.log_filter),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"failed to bind address {host}:{port}: {exc.strerror}") from None
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+def prepare_data_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise StartupError(f"data dir {path} is not writable: {exc.strerror}") from None
+
+
+def load_processing(engine: Any, cfg: ServeConfig) -> Any | None:
+    """Construct the processing engine (always, also without --plugin-dir); None if the module is missing."""
+    try:
+        from emulator.processing.engine import ProcessingEngine
+    except ImportError as exc:
+        log.warning("processing engine unavailable (%s); its routes answer 404", exc)
+        return None
+    return ProcessingEngine(
+        engine,
+        cfg.plugin_dir,
+        venv_dir=cfg.virtual_env_location,
+        restrict_to=set(cfg.restrict_plugin_triggers_to),
+    )
+
+
+async def serve(cfg: ServeConfig) -> None:
+    """Start everything, serve until SIGTERM/SIGINT, then shut down in order."""
+    started = time.monotonic()
+    sock = bind_socket(cfg.http_host, cfg.http_port)
+    if cfg.data_dir is not None:
+        prepare_data_dir(cfg.data_dir)
+    from emulator.engine import Engine
+
+    engine = Engine(cfg.data_dir, wal_flush_interval=cfg.wal_flush_interval, node_id=cfg.node_id)
+    engine.open()
+    pe = None
+    runner: web.ServerRunner | None = None
+    server: HttpServer | None = None
+    try:
+        tokens = None
+        if not cfg.without_auth:
+            tokens = TokenStore(engine.catalog)
+            if cfg.admin_token_file is not None:
+                try:
+                    tokens.import_token_file(cfg.admin_token_file)
+                except TokenFileError as exc:
+                    raise StartupError(str(exc)) from None
+        elif cfg.admin_token_file is not None:
+            log.info("--without-auth: --admin-token-file ignored")
+        if cfg.admin_token_recovery_http_bind:
+            log.warning("--admin-token-recovery-http-bind is not implemented by the embedded engine")
+        cluster_uuid = engine.catalog.get_extra("cluster_uuid")
+        if not cluster_uuid:
+            cluster_uuid = str(uuid.uuid4())
+            engine.catalog.put_extra("cluster_uuid", cluster_uuid)
+        metrics = Metrics()
+        ctx = CoreContext(engine=engine, tokens=tokens, process_id=str(uuid.uuid4()), metrics=metrics)
+        routes: Routes = CoreRoutes(ctx).routes()
+        pe = load_processing(engine, cfg)
+        engine_handler = None
+        if pe is not None:
+            try:
+                pe_routes = pe.routes()
+            except ImportError as exc:  # a half-installed processing package (development only)
+                log.warning("processing routes unavailable (%s); they answer 404", exc)
+                pe = None
+            else:
+                pe.start()
+                routes.update(pe_routes)
+                engine_handler = pe.handle_engine_request
+        server = HttpServer(
+            cfg, routes, tokens=tokens, engine_handler=engine_handler, cluster_uuid=cluster_uuid, metrics=metrics
+        )
+        lowlevel = web.Server(server.handle, auto_decompress=False, access_log=None)
+        runner = web.ServerRunner(lowlevel, handle_signals=False)
+        await runner.setup()
+        site = web.SockSite(runner, sock)
+        await site.start()
+        log.info(
+            "startup time: %dms address=%s:%d node_id=%s object_store=%s auth=%s",
+            (time.monotonic() - started) * 1000,
+            cfg.http_host,
+            cfg.http_port,
+            cfg.node_id,
+            cfg.object_store,
+            "off" if cfg.without_auth else "on",
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutdown requested")
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        if pe is not None:
+            pe.stop()
+        engine.close()
+        if server is not None:
+            server.pool.shutdown(wait=False, cancel_futures=True)
+        sock.close()
+        log.info("stopped")
+
+
+def run(cfg: ServeConfig) -> int:
+    """Entry point used by ``python -m emulator serve``; returns the exit code."""
+    configure_logging(cfg)
+    try:
+        asyncio.run(serve(cfg))
+    except StartupError as exc:
+        log.error("%s", exc)
+        return 1
+    return 0

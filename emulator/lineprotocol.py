@@ -1,0 +1,669 @@
+"""InfluxDB line protocol parser with the real server's grammar and error texts.
+
+The grammar and messages follow the ``influxdb_line_protocol`` crate that InfluxDB 3 Core uses
+(influxdata/influxdb3_core ``influxdb_line_protocol/src/lib.rs``, nom parser):
+
+* lines are split like Go's ``scanLine``: a ``\\n`` inside a quoted field string or after a
+  backslash does not end a line; leading spaces/tabs/newlines and ``#`` comment lines are skipped;
+* measurement escapes ``,`` ``space`` ``\\``; tag keys/values and field keys escape ``,`` ``=``
+  ``space`` ``\\``; any other escaped character keeps its backslash; a name ending in a backslash
+  is an error;
+* field values: ``-?\\d+i`` (int64), ``\\d+u`` (uint64), floats ``-?\\d+[.\\d+][e[+-]\\d+]``,
+  quoted strings (``\\"`` and ``\\\\`` unescaped, a lone backslash kept), booleans
+  ``t T true True TRUE f F false False FALSE``;
+* separators are single or repeated spaces only; anything left over is
+  ``Could not parse entire line. Found trailing content: `…```.
+
+Line numbers are the 1-based ordinal of the non-empty (non-blank, non-comment) line, as the
+server's write validator enumerates parser results, and ``original_line`` is the body line with
+that same ordinal in Rust ``str::lines()`` order (the server zips the two sequences), cut to
+20 bytes on a UTF-8 boundary.
+
+Two paths: a fast one (``str.split`` plus one compiled pattern per field set) for lines without
+backslashes, quotes, tabs or other irregularities, and a careful character-by-character port of
+the grammar for everything else and for every error.
+"""
+
+from __future__ import annotations
+
+import gc
+import operator
+import re
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+__all__ = [
+    "PRECISIONS",
+    "PRECISIONS_V1",
+    "FieldValue",
+    "LineError",
+    "ParsedLine",
+    "PrecisionError",
+    "normalize_precision",
+    "parse_lines",
+    "truncate_original_line",
+]
+
+# --- precision -------------------------------------------------------------------------------
+
+#: Accepted precision words of ``/api/v3/write_lp`` mapped to the canonical unit.
+PRECISIONS: dict[str, str] = {
+    "auto": "auto",
+    "s": "s",
+    "second": "s",
+    "ms": "ms",
+    "millisecond": "ms",
+    "us": "us",
+    "u": "us",
+    "microsecond": "us",
+    "ns": "ns",
+    "n": "ns",
+    "nanosecond": "ns",
+}
+#: Accepted precision words of ``/write`` (v1) and ``/api/v2/write``: no ``auto``.
+PRECISIONS_V1: dict[str, str] = {k: v for k, v in PRECISIONS.items() if v != "auto"}
+
+_MULTIPLIER = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+
+I64_MIN = -(2**63)
+I64_MAX = 2**63 - 1
+U64_MAX = 2**64 - 1
+#: Maximum byte length of a string component (the crate's default ``STRING_LENGTH_LIMIT_IN_BYTES``).
+STRING_LIMIT_BYTES = 65_536
+#: ``original_line`` in write errors is cut to this many bytes.
+ORIGINAL_LINE_MAX_BYTES = 20
+_MAX_CONTEXT_CHARS = 10
+
+
+class PrecisionError(ValueError):
+    """An unknown precision word (the HTTP layer answers 400 ``serde error: …``)."""
+
+
+def normalize_precision(word: str, *, allow_auto: bool = True) -> str:
+    """Map a precision word to ``auto``/``s``/``ms``/``us``/``ns``; raise PrecisionError if unknown."""
+    table = PRECISIONS if allow_auto else PRECISIONS_V1
+    try:
+        return table[word]
+    except KeyError:
+        raise PrecisionError(word) from None
+
+
+def _auto_unit(ts: int) -> str:
+    """The server's magnitude rule for ``precision=auto`` (reference §6)."""
+    magnitude = abs(ts) // 1_000_000_000
+    if magnitude < 5:
+        return "s"
+    if magnitude < 5_000:
+        return "ms"
+    if magnitude < 5_000_000:
+        return "us"
+    return "ns"
+
+
+def to_nanoseconds(ts: int, unit: str) -> int:
+    """Convert a line timestamp in ``unit`` (``auto`` allowed) to nanoseconds."""
+    if unit == "auto":
+        unit = _auto_unit(ts)
+    return ts * _MULTIPLIER[unit]
+
+
+# --- results ---------------------------------------------------------------------------------
+
+#: A field as ``(type, value)``; type is one of ``int64 uint64 float64 utf8 bool``.
+FieldValue = tuple[str, Any]
+
+
+class ParsedLine(NamedTuple):
+    """One valid line. ``tags`` keeps input order; ``raw`` is the server's ``original_line``
+    source for this line (full, not truncated), for schema errors raised later."""
+
+    measurement: str
+    tags: dict[str, str]
+    fields: dict[str, FieldValue]
+    time_ns: int
+    line_number: int
+    raw: str
+
+
+class LineError(NamedTuple):
+    """One rejected line, as the server reports it in a write error's ``data``."""
+
+    line_number: int
+    original_line: str
+    error_message: str
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"error_message", "line_number", "original_line"}`` in the server's key order."""
+        return {
+            "error_message": self.error_message,
+            "line_number": self.line_number,
+            "original_line": self.original_line,
+        }
+
+    @classmethod
+    def for_line(cls, line_number: int, raw: str, message: str) -> LineError:
+        """Build an error from a full raw line (cut as the server cuts it)."""
+        return cls(line_number, truncate_original_line(raw), message)
+
+
+def truncate_original_line(raw: str) -> str:
+    """Cut to at most 20 UTF-8 bytes without splitting a character."""
+    if len(raw) <= ORIGINAL_LINE_MAX_BYTES // 4:
+        return raw
+    data = raw.encode("utf-8")
+    if len(data) <= ORIGINAL_LINE_MAX_BYTES:
+        return raw
+    return data[:ORIGINAL_LINE_MAX_BYTES].decode("utf-8", "ignore")
+
+
+# --- errors inside the slow path --------------------------------------------------------------
+
+
+class _Soft(Exception):
+    """A recoverable parse failure (nom ``Err::Error``): alternatives may still match."""
+
+    def __init__(self, message: str = ""):
+        self.message = message
+
+
+class _Hard(Exception):
+    """A committed parse failure (nom ``Err::Failure``): the line is rejected with ``message``."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
+def _ctx(text: str) -> str:
+    """The crate's ``maybe_truncate_context``: over 10 bytes -> first 10 chars + ``...``."""
+    if len(text.encode("utf-8")) > _MAX_CONTEXT_CHARS:
+        return text[:_MAX_CONTEXT_CHARS] + "..."
+    return text
+
+
+def _got(text: str, truncate: bool = True) -> str:
+    if not text:
+        return "end of input"
+    return f"`{_ctx(text) if truncate else text}`"
+
+
+MSG_INVALID_MEASUREMENT = "Invalid measurement was provided"
+MSG_NO_FIELDS = "No fields were provided"
+MSG_BACKSLASH = "Measurements, tag keys and values, and field keys may not end with a backslash"
+MSG_STRING_TOO_LARGE = "String is greater than 64KB"
+
+_WS = " \t\n"
+_DIGITS = "0123456789"
+_MEAS_STOP = frozenset(" \t\n\0,\\")
+_TAG_KEY_STOP = frozenset(" \t\n=\\")
+_TAG_VALUE_STOP = frozenset(" \t\n,\\")
+_FIELD_KEY_STOP = _TAG_KEY_STOP
+_MEAS_ESCAPES = frozenset(", \\")
+_KEY_ESCAPES = frozenset("\\,= ")
+_BOOLS = (
+    ("true", True),
+    ("True", True),
+    ("TRUE", True),
+    ("t", True),
+    ("T", True),
+    ("false", False),
+    ("False", False),
+    ("FALSE", False),
+    ("f", False),
+    ("F", False),
+)
+_FLOAT_RE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+_INTEGRAL_RE = re.compile(r"-?[0-9]+")
+
+
+def _escaped(s: str, pos: int, stop: frozenset[str], escapes: frozenset[str]) -> tuple[str, int]:
+    """Port of ``escape_or_fallback``: read a name with backslash escapes from ``pos``."""
+    n = len(s)
+    start = pos
+    out: list[str] = []
+    while True:
+        run = pos
+        while run < n and s[run] not in stop:
+            run += 1
+        if run > pos:
+            out.append(s[pos:run])
+            pos = run
+            continue
+        if pos < n and s[pos] == "\\":
+            after = pos + 1
+            if after < n and s[after] in escapes:
+                out.append(s[after])
+                pos = after + 1
+                continue
+            out.append("\\")
+            pos = after
+            if pos < n:
+                out.append(s[pos])
+                pos += 1
+                continue
+            break
+        if pos == start:
+            raise _Soft()
+        break
+    value = "".join(out)
+    if value.endswith("\\"):
+        raise _Hard(MSG_BACKSLASH)
+    if len(value) > STRING_LIMIT_BYTES // 4 and len(value.encode("utf-8")) > STRING_LIMIT_BYTES:
+        raise _Hard(MSG_STRING_TOO_LARGE)
+    return value, pos
+
+
+def _tag_set(s: str, pos: int) -> tuple[dict[str, str], int]:
+    """Tags after the measurement's comma at ``pos`` (every part is ``cut``: failures are final)."""
+    rem = pos
+    tags: dict[str, str] = {}
+    n = len(s)
+    while True:
+        try:
+            key, pos = _escaped(s, pos, _TAG_KEY_STOP, _KEY_ESCAPES)
+        except _Soft:
+            raise _Hard(f"Expected tag key, got {_got(s[pos:])}") from None
+        if pos >= n or s[pos] != "=":
+            raise _Hard(f"Tag set malformed: could not find equals sign in `{_ctx(s[rem:])}`")
+        pos += 1
+        try:
+            value, pos = _escaped(s, pos, _TAG_VALUE_STOP, _KEY_ESCAPES)
+        except _Soft:
+            raise _Hard(f"Expected tag value, got {_got(s[pos:])}") from None
+        tags[key] = value
+        if pos < n and s[pos] == ",":
+            pos += 1
+            continue
+        return tags, pos
+
+
+def _spaces(s: str, pos: int) -> int:
+    """``whitespace``: one or more spaces, else a soft ExpectedSpace error."""
+    end = pos
+    n = len(s)
+    while end < n and s[end] == " ":
+        end += 1
+    if end == pos:
+        raise _Soft(f"Expected at least one space character, got {_got(s[pos:], truncate=False)}")
+    return end
+
+
+def _string_value(s: str, pos: int) -> tuple[str, int]:
+    """A quoted field string at ``pos`` (which holds ``"``)."""
+    n = len(s)
+    pos += 1
+    out: list[str] = []
+    while True:
+        if pos >= n:
+            raise _Soft()
+        c = s[pos]
+        if c == '"':
+            pos += 1
+            break
+        if c == "\\":
+            nxt = s[pos + 1] if pos + 1 < n else ""
+            if nxt == '"' or nxt == "\\":
+                out.append(nxt)
+                pos += 2
+            else:
+                out.append("\\")
+                pos += 1
+            continue
+        end = pos
+        while end < n and s[end] != "\\" and s[end] != '"':
+            end += 1
+        out.append(s[pos:end])
+        pos = end
+    value = "".join(out)
+    if len(value) > STRING_LIMIT_BYTES // 4 and len(value.encode("utf-8")) > STRING_LIMIT_BYTES:
+        raise _Hard(MSG_STRING_TOO_LARGE)
+    return value, pos
+
+
+def _field_value(s: str, pos: int) -> tuple[FieldValue, int]:
+    """``alt((int, uint, float, string, bool))`` at ``pos``."""
+    n = len(s)
+    m = _INTEGRAL_RE.match(s, pos)
+    if m is not None:
+        end = m.end()
+        text = m.group()
+        if end < n and s[end] == "i":
+            value = int(text)
+            if value < I64_MIN or value > I64_MAX:
+                raise _Hard(f"Unable to parse integer value `{text}`")
+            return ("int64", value), end + 1
+        if end < n and s[end] == "u" and text[0] != "-":
+            value = int(text)
+            if value > U64_MAX:
+                raise _Hard(f"Unable to parse unsigned integer value `{text}`")
+            return ("uint64", value), end + 1
+        fm = _FLOAT_RE.match(s, pos)
+        assert fm is not None
+        return ("float64", float(fm.group())), fm.end()
+    if pos < n and s[pos] == '"':
+        text, end = _string_value(s, pos)
+        return ("utf8", text), end
+    for word, flag in _BOOLS:
+        if s.startswith(word, pos):
+            return ("bool", flag), pos + len(word)
+    raise _Soft()
+
+
+def _one_field(s: str, pos: int) -> tuple[str, FieldValue, int]:
+    key, pos = _escaped(s, pos, _FIELD_KEY_STOP, _KEY_ESCAPES)
+    if pos >= len(s) or s[pos] != "=":
+        raise _Soft()
+    value, pos = _field_value(s, pos + 1)
+    return key, value, pos
+
+
+def _field_set(s: str, pos: int) -> tuple[dict[str, FieldValue], int]:
+    """``parameterized_separated_list1`` over fields, with its exact stopping positions."""
+    fields: dict[str, FieldValue] = {}
+    try:
+        key, value, pos = _one_field(s, pos)
+    except _Soft:
+        raise _Soft(MSG_NO_FIELDS) from None
+    fields[key] = value
+    n = len(s)
+    if pos >= n or s[pos] != ",":
+        return fields, pos
+    # The second field is tried after the comma; on failure the comma stays consumed.
+    pos += 1
+    try:
+        key, value, pos = _one_field(s, pos)
+    except _Soft:
+        return fields, pos
+    fields[key] = value
+    while pos < n and s[pos] == ",":
+        try:
+            key, value, nxt = _one_field(s, pos + 1)
+        except _Soft:
+            return fields, pos
+        fields[key] = value
+        pos = nxt
+    return fields, pos
+
+
+def _parse_slow(s: str) -> tuple[str, dict[str, str], dict[str, FieldValue], int | None]:
+    """Parse one trimmed, non-empty line; raise _Soft/_Hard with the server's message."""
+    try:
+        measurement, pos = _escaped(s, 0, _MEAS_STOP, _MEAS_ESCAPES)
+    except _Soft:
+        raise _Soft(MSG_INVALID_MEASUREMENT) from None
+    n = len(s)
+    tags: dict[str, str] = {}
+    if pos < n and s[pos] == ",":
+        tags, pos = _tag_set(s, pos + 1)
+    pos = _spaces(s, pos)
+    fields, pos = _field_set(s, pos)
+    ts: int | None = None
+    if pos < n and s[pos] == " ":
+        after = _spaces(s, pos)
+        m = _INTEGRAL_RE.match(s, after)
+        if m is not None:
+            text = m.group()
+            ts = int(text)
+            if ts < I64_MIN or ts > I64_MAX:
+                raise _Hard(f"Unable to parse timestamp value `{text}`")
+            pos = m.end()
+            while pos < n and s[pos] == " ":
+                pos += 1
+    if pos < n:
+        raise _Hard(f"Could not parse entire line. Found trailing content: `{_ctx(s[pos:])}`")
+    return measurement, tags, fields, ts
+
+
+# --- line splitting ---------------------------------------------------------------------------
+
+
+def _split_lines(body: str) -> list[str]:
+    """Go ``scanLine`` semantics: newlines inside quoted field values or after ``\\`` don't split."""
+    if '"' not in body and "\\" not in body:
+        return body.split("\n")
+    out: list[str] = []
+    quoted = fields = in_escape = False
+    equals = commas = 0
+    start = 0
+    for i, c in enumerate(body):
+        if in_escape:
+            in_escape = False
+            continue
+        if c == "\\":
+            in_escape = True
+            continue
+        if c == " ":
+            fields = True
+            continue
+        if fields:
+            if not quoted and c == "=":
+                equals += 1
+                continue
+            if not quoted and c == ",":
+                commas += 1
+                continue
+            if c == '"' and equals > commas:
+                quoted = not quoted
+                continue
+        if c == "\n" and not quoted:
+            out.append(body[start:i])
+            start = i + 1
+            quoted = fields = False
+            equals = commas = 0
+    out.append(body[start:])
+    return out
+
+
+def _trim_leading(seg: str) -> str:
+    """Skip leading spaces/tabs/newlines and whole ``#`` comment lines."""
+    while True:
+        seg = seg.lstrip(_WS)
+        if seg.startswith("#"):
+            nl = seg.find("\n")
+            seg = "" if nl < 0 else seg[nl:]
+        else:
+            return seg
+
+
+def _rust_lines(body: str) -> list[str]:
+    """Rust ``str::lines()``: split on ``\\n``, drop one trailing ``\\r`` each, no final empty line."""
+    lines = body.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if "\r" in body:
+        lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+    return lines
+
+
+# --- fast path --------------------------------------------------------------------------------
+
+# Integers are limited to 18 (int64) / 19 (uint64) digits here so no range check is needed;
+# longer ones take the slow path, which checks the range and reports the server's error.
+_FAST_FIELDS_RE = re.compile(
+    r"(?:[^,=\s]+=(?:-?[0-9]{1,18}i|-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|[0-9]{1,19}u"
+    r"|t|T|true|True|TRUE|f|F|false|False|FALSE)(?:,(?!$)|$))+",
+    re.ASCII,
+)
+_IRREGULAR = frozenset('\\"\t\r\0#')
+
+
+def _fast_series(series: str, cache: dict[str, tuple[str, dict[str, str]] | None]):
+    """``measurement[,k=v…]`` without escapes, or None when the slow path must decide."""
+    try:
+        return cache[series]
+    except KeyError:
+        pass
+    result: tuple[str, dict[str, str]] | None
+    parts = series.split(",")
+    measurement = parts[0]
+    if not measurement:
+        result = None
+    else:
+        tags: dict[str, str] = {}
+        result = (measurement, tags)
+        for piece in parts[1:]:
+            key, sep, value = piece.partition("=")
+            if not key or not sep or not value:
+                result = None
+                break
+            tags[key] = value
+    if len(cache) < 4096:
+        cache[series] = result
+    return result
+
+
+# Deleting the number characters from a validated field set leaves a "shape" string such as
+# ``f=,f=i,f=t`` whose value residues ("" float, "e"/"E+"… float with exponent, "i" int64,
+# "u" uint64, bool words) give the value types by position; keys come from the split.
+_SHAPE_TABLE = str.maketrans("", "", "0123456789.-")
+_BOOL_WORDS: dict[str, bool] = dict(_BOOLS)
+_INT_KIND = ("int64", int)
+_UINT_KIND = ("uint64", int)
+_FLOAT_KIND = ("float64", float)
+_BOOL_KIND = ("bool", _BOOL_WORDS.__getitem__)
+
+#: A field-set shape: value types and converters by position, and whether i/u suffixes occur.
+_FieldShape = tuple[tuple[str, ...], tuple[Any, ...], bool]
+
+
+def _shape_for(shape_text: str) -> _FieldShape:
+    """Types and converters by position for a shape string (see ``_SHAPE_TABLE``)."""
+    types: list[str] = []
+    convs: list[Any] = []
+    has_suffix = False
+    for pair in shape_text.split(","):
+        residue = pair.partition("=")[2]
+        if residue == "i":
+            kind = _INT_KIND
+            has_suffix = True
+        elif residue == "u":
+            kind = _UINT_KIND
+            has_suffix = True
+        elif residue in _BOOL_WORDS:
+            kind = _BOOL_KIND
+        else:
+            kind = _FLOAT_KIND
+        types.append(kind[0])
+        convs.append(kind[1])
+    return tuple(types), tuple(convs), has_suffix
+
+
+def _fast_fields(text: str, shapes: dict[str, _FieldShape]) -> dict[str, FieldValue] | None:
+    """A field set without escapes or quotes, converted through a per-shape converter table."""
+    if _FAST_FIELDS_RE.fullmatch(text) is None:
+        return None
+    shape_text = text.translate(_SHAPE_TABLE)
+    shape = shapes.get(shape_text)
+    if shape is None:
+        shape = _shape_for(shape_text)
+        if len(shapes) < 4096:
+            shapes[shape_text] = shape
+    if shape[2]:
+        # only integer values end in i/u (bool words end in e/t/f/E/T/F; keys precede "=")
+        text = text.replace("i,", ",").replace("u,", ",")
+        if text[-1] in "iu":
+            text = text[:-1]
+    parts = text.replace("=", ",").split(",")
+    keys = parts[0::2]
+    values = map(operator.call, shape[1], parts[1::2])
+    fields = dict(zip(keys, zip(shape[0], values, strict=False), strict=False))
+    if len(fields) != len(keys):
+        return None  # a duplicate key: the slow path decides
+    return fields
+
+
+_new_line = tuple.__new__
+_MISSING: Any = object()
+_I64_MAX_TEXT = str(I64_MAX)
+
+# --- entry point ------------------------------------------------------------------------------
+
+
+def parse_lines(
+    body: str, *, precision: str = "auto", default_time_ns: int
+) -> tuple[list[ParsedLine], list[LineError]]:
+    """Parse a write body. Returns the valid lines and the per-line errors, both in input order.
+
+    ``precision`` is a word from :data:`PRECISIONS` (the caller checks which words its endpoint
+    accepts); lines without a timestamp get ``default_time_ns`` (nanoseconds). The cyclic garbage
+    collector is paused while parsing (the parser creates no cycles; collections triggered by its
+    many small allocations would otherwise cost as much as the parsing itself).
+    """
+    unit = normalize_precision(precision)
+    gc_was_enabled = gc.isenabled()
+    if gc_was_enabled:
+        gc.disable()
+    try:
+        return _parse_body(body, _MULTIPLIER.get(unit, 0), default_time_ns)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _parse_body(body: str, multiplier: int, default_time_ns: int) -> tuple[list[ParsedLine], list[LineError]]:
+    parsed: list[ParsedLine] = []
+    errors: list[LineError] = []
+    segments = _split_lines(body)
+    # Rust str::lines() gives the same strings as the segments (bar a final empty one) when no
+    # quote, backslash or CR can make them differ; otherwise compute them on first need.
+    raw_lines: list[str] | None = None
+    if '"' not in body and "\\" not in body and "\r" not in body:
+        raw_lines = segments
+    series_cache: dict[str, tuple[str, dict[str, str]] | None] = {}
+    shapes: dict[str, _FieldShape] = {}
+    regular = _IRREGULAR.isdisjoint
+    append = parsed.append
+    ordinal = 0
+    for seg in segments:
+        if not seg or seg[0] in " \t#":
+            seg = _trim_leading(seg)
+            if not seg:
+                continue
+        ordinal += 1
+        result = None
+        if regular(seg):
+            parts = seg.split(" ")
+            nparts = len(parts)
+            if nparts == 2 or nparts == 3:
+                series = series_cache.get(parts[0], _MISSING)
+                if series is _MISSING:
+                    series = _fast_series(parts[0], series_cache)
+                if series is not None:
+                    fields = _fast_fields(parts[1], shapes)
+                    if fields is not None:
+                        if nparts == 2:
+                            result = (series[0], series[1].copy(), fields, None)
+                        else:
+                            ts_text = parts[2]
+                            if (
+                                ts_text.isdigit()
+                                and ts_text.isascii()
+                                and (len(ts_text) < 19 or (len(ts_text) == 19 and ts_text <= _I64_MAX_TEXT))
+                            ):
+                                result = (series[0], series[1].copy(), fields, int(ts_text))
+        if result is None:
+            try:
+                result = _parse_slow(seg)
+            except (_Soft, _Hard) as exc:
+                if raw_lines is None:
+                    raw_lines = _rust_lines(body)
+                raw = raw_lines[ordinal - 1] if ordinal <= len(raw_lines) else ""
+                errors.append(LineError.for_line(ordinal, raw, exc.message))
+                continue
+        measurement, tags, fields, ts = result
+        if ts is None:
+            time_ns = default_time_ns
+        elif multiplier:
+            time_ns = ts * multiplier
+        else:
+            time_ns = ts * _MULTIPLIER[_auto_unit(ts)]
+        if raw_lines is None:
+            raw_lines = _rust_lines(body)
+        raw = raw_lines[ordinal - 1] if ordinal <= len(raw_lines) else ""
+        append(_new_line(ParsedLine, (measurement, tags, fields, time_ns, ordinal, raw)))
+    return parsed, errors
+
+
+def iter_error_json(errors: list[LineError]) -> Iterator[dict[str, Any]]:
+    """The ``data`` items of a partial-write body, in order."""
+    for err in errors:
+        yield err.to_json()

@@ -1,0 +1,118 @@
+"""SQL over a database's tables with DataFusion, as InfluxDB 3 Core plans it.
+
+Each query gets a fresh ``SessionContext`` with default catalog/schema ``public.iox`` and the
+information schema on, so a missing table reads ``Error during planning: table 'public.iox.x' not
+found`` exactly as the server says. Every live table is registered from its cached Arrow table (no
+copy); a ``system`` schema holds the tables registered through :meth:`QueryRunner.register_system_table`.
+
+Errors keep DataFusion's text (the Python binding's ``DataFusion error: `` wrapper prefix removed) and
+are classified by their prefix: planning/schema/SQL errors are ``plan`` (HTTP 400), ``This feature is
+not implemented`` is ``not_implemented`` (405), anything else ``execution`` (500).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pyarrow as pa
+from datafusion import SessionConfig, SessionContext
+from datafusion.catalog import Schema
+
+from emulator.errors import QueryError
+
+log = logging.getLogger(__name__)
+
+SystemTableProvider = Callable[[str], pa.Table]
+
+_PY_PREFIX = "DataFusion error: "
+_PLAN_PREFIXES = ("Error during planning", "Schema error", "SQL error", "Invalid or Unsupported Configuration")
+_NOT_IMPLEMENTED_PREFIX = "This feature is not implemented"
+#: statements that list tables, for which every system table must be registered
+_DISCOVERY = re.compile(r"information_schema|\bshow\b", re.IGNORECASE)
+
+
+def classify_error(message: str) -> QueryError:
+    """Turn a DataFusion exception text into a :class:`QueryError` with the server's kind."""
+    if message.startswith(_PY_PREFIX):
+        message = message[len(_PY_PREFIX):]
+    # a context chain ("type_coercion\ncaused by\nError during planning: …") is classified by its root
+    root = message.rsplit("caused by\n", 1)[-1]
+    if root.startswith(_NOT_IMPLEMENTED_PREFIX):
+        return QueryError(message, "not_implemented")
+    if root.startswith(_PLAN_PREFIXES):
+        return QueryError(message, "plan")
+    return QueryError(message, "execution")
+
+
+def _register(ctx: SessionContext, name: str, table: pa.Table) -> None:
+    batches = table.to_batches()
+    if not batches:
+        batches = [pa.RecordBatch.from_pylist([], schema=table.schema)]
+    ctx.register_record_batches(name, [batches])
+
+
+class QueryRunner:
+    """Builds a session per query over tables supplied by the caller, plus the system tables."""
+
+    def __init__(self) -> None:
+        self._system: dict[str, SystemTableProvider] = {}
+        self._lock = threading.Lock()
+
+    def register_system_table(self, name: str, provider: SystemTableProvider) -> None:
+        """Add ``system.<name>``; ``provider(db)`` returns its rows for the queried database."""
+        with self._lock:
+            self._system[name] = provider
+
+    def system_tables(self) -> dict[str, SystemTableProvider]:
+        with self._lock:
+            return dict(self._system)
+
+    def run(self, db: str, tables: Mapping[str, Callable[[], pa.Table]], sql: str,
+            params: Mapping[str, Any] | None = None) -> pa.Table:
+        """Execute ``sql``. ``tables`` maps each live table name to a function giving its Arrow data;
+        a table is materialised only when the statement may reference it."""
+        config = (SessionConfig()
+                  .with_default_catalog_and_schema("public", "iox")
+                  .with_information_schema(True))
+        ctx = SessionContext(config)
+        lowered = sql.lower()
+        discovery = bool(_DISCOVERY.search(sql))
+        for name, get in tables.items():
+            if discovery or name.lower() in lowered:
+                _register(ctx, name, get())
+            else:
+                # not named in the statement: an empty stand-in keeps planning errors identical
+                _register(ctx, name, get_schema_only(get))
+        self._register_system(ctx, db, lowered, discovery)
+        try:
+            df = ctx.sql(sql, param_values=dict(params) if params else None)
+            return df.to_arrow_table()
+        except Exception as exc:  # DataFusion raises ValueError/Exception with its own text
+            raise classify_error(str(exc)) from None
+
+    def _register_system(self, ctx: SessionContext, db: str, lowered: str, discovery: bool) -> None:
+        providers = self.system_tables()
+        if not providers:
+            return
+        ctx.catalog("public").register_schema("system", Schema.memory_schema())
+        for name, provider in providers.items():
+            if not (discovery or name.lower() in lowered):
+                continue
+            try:
+                table = provider(db)
+            except Exception:
+                log.exception("system table provider %s failed", name)
+                raise
+            _register(ctx, f"system.{name}", table)
+
+
+def get_schema_only(get: Callable[[], pa.Table]) -> pa.Table:
+    """The empty table with ``get``'s schema; uses the schema hint when the getter offers one."""
+    schema_fn = getattr(get, "schema", None)
+    if callable(schema_fn):
+        return schema_fn().empty_table()
+    return get().schema.empty_table()

@@ -1,0 +1,310 @@
+"""Arrow query results -> response bodies in the five formats of ``/api/v3/query_sql``.
+
+Rendering rules (http reference §7, arrow-rs as InfluxDB 3 Core uses it):
+
+* ``json``: a compact array of row objects, ``[]`` when empty; ``jsonl``: one object per line,
+  each ending in ``\\n``. Keys follow the column order; null cells are left out of the object
+  (arrow-json ``explicit_nulls=false``). NaN and ±inf floats are written as ``null`` (arrow-json).
+* timestamps render as ``YYYY-MM-DDTHH:MM:SS`` with no ``Z``; a fraction appears only when
+  non-zero, with 3, 6 or 9 digits (chrono ``%.f``, used by arrow-cast's display).
+* floats: shortest round-trip digits in ryu style (``1.0``, ``0.9``, ``1e20``, ``1.5e-7``); ints
+  as integers; bools ``true``/``false``; dictionary (tag) columns as their string values.
+* ``csv``: arrow-csv: header row, ``,`` separator, ``\\n`` line ends, fields quoted only when they
+  contain ``,``, ``"``, ``\\r`` or ``\\n`` (quotes doubled), nulls empty, NaN as ``NaN``.
+* ``pretty``: arrow's pretty table (``+---+`` borders, one space padding, left-aligned, nulls
+  blank), no trailing newline.
+* ``parquet``: the table written by pyarrow.
+
+Column conversion is vectorised with pyarrow.compute where the rule allows it (times, ints,
+bools, plain strings); floats and strings needing JSON escapes go through Python per value.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Callable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from emulator.errors import text_error
+
+__all__ = [
+    "CONTENT_TYPES",
+    "FORMATS",
+    "UnknownFormatError",
+    "choose_format",
+    "serialize",
+]
+
+#: Response Content-Type by format.
+CONTENT_TYPES: dict[str, str] = {
+    "json": "application/json",
+    "jsonl": "application/jsonl",
+    "csv": "text/csv",
+    "pretty": "text/plain; charset=utf-8",
+    "parquet": "application/vnd.apache.parquet",
+}
+#: Accepted ``format`` values mapped to the canonical name.
+FORMATS: dict[str, str] = {
+    "json": "json",
+    "jsonl": "jsonl",
+    "json_lines": "jsonl",
+    "csv": "csv",
+    "pretty": "pretty",
+    "parquet": "parquet",
+}
+_ACCEPT_EXACT = {
+    "application/json": "json",
+    "text/csv": "csv",
+    "text/plain": "pretty",
+    "application/vnd.apache.parquet": "parquet",
+}
+
+
+class UnknownFormatError(ValueError):
+    """A ``format`` value the server does not know (the HTTP layer answers its serde 400)."""
+
+
+def choose_format(format_param: str | None, accept_header: str | None) -> str:
+    """The response format from ``format`` and ``Accept`` (reference §7).
+
+    An ``Accept`` value the server does not recognise is 400 ``invalid mime type (<v>)`` even
+    when ``format`` is given; otherwise ``format`` wins, then ``Accept``, then json.
+    """
+    from_accept = "json"
+    if accept_header:
+        if "*/*" in accept_header or "text/html" in accept_header:
+            from_accept = "json"
+        else:
+            try:
+                from_accept = _ACCEPT_EXACT[accept_header.strip()]
+            except KeyError:
+                raise text_error(400, f"invalid mime type ({accept_header})") from None
+    if format_param is None:
+        return from_accept
+    try:
+        return FORMATS[format_param]
+    except KeyError:
+        raise UnknownFormatError(format_param) from None
+
+
+def serialize(table: pa.Table, fmt: str) -> tuple[bytes, str]:
+    """Render ``table`` in ``fmt`` (a canonical or alias format name); returns (body, content type)."""
+    try:
+        canonical = FORMATS[fmt]
+    except KeyError:
+        raise UnknownFormatError(fmt) from None
+    body = _WRITERS[canonical](table)
+    return body, CONTENT_TYPES[canonical]
+
+
+# --- scalar renderings ------------------------------------------------------------------------
+
+
+def ryu_float(value: float) -> str:
+    """A float as Rust's ``ryu`` prints it (shortest digits; ``1.0``, ``1e20``, ``1.5e-7``)."""
+    if value != value:
+        return "NaN"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    text = repr(value)
+    if "e" not in text:
+        return text
+    mantissa, _, exp_text = text.partition("e")
+    exponent = int(exp_text)
+    if -5 <= exponent < 0:
+        # ryu writes 1e-5 .. 9.99e-5 as plain decimals (Python switches to exponent form earlier)
+        sign = "-" if mantissa.startswith("-") else ""
+        digits = mantissa.lstrip("-").replace(".", "")
+        return f"{sign}0.{'0' * (-exponent - 1)}{digits}"
+    if mantissa.endswith(".0"):
+        mantissa = mantissa[:-2]
+    return f"{mantissa}e{exponent}"
+
+
+def _json_float(value: float) -> str:
+    if value != value or math.isinf(value):
+        return "null"
+    return ryu_float(value)
+
+
+# --- column -> string array conversion --------------------------------------------------------
+
+
+def _decode(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Dictionary columns (tags) as their plain values."""
+    if pa.types.is_dictionary(column.type):
+        return column.cast(column.type.value_type)
+    return column
+
+
+def _time_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``YYYY-MM-DDTHH:MM:SS[.fff|.ffffff|.fffffffff]`` (no zone suffix) for a timestamp column."""
+    unit = column.type.unit
+    if unit != "ns":
+        column = column.cast(pa.timestamp("ns", column.type.tz))
+    if column.type.tz is not None:
+        column = column.cast(pa.timestamp("ns"))
+    text = pc.strftime(column, format="%Y-%m-%dT%H:%M:%S")
+    text = pc.replace_substring_regex(text, pattern=r"\.000000000$", replacement="")
+    text = pc.replace_substring_regex(text, pattern=r"(\.[0-9]{3})000000$", replacement=r"\1")
+    return pc.replace_substring_regex(text, pattern=r"(\.[0-9]{6})000$", replacement=r"\1")
+
+
+def _python_map(column: pa.ChunkedArray, fn: Callable[[object], str]) -> pa.Array:
+    return pa.array([None if v is None else fn(v) for v in column.to_pylist()], pa.string())
+
+
+def _json_string(column: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
+    """JSON string literals (serde_json escaping, non-ASCII kept) for a utf8 column."""
+    column = column.cast(pa.string())
+    if pc.any(pc.match_substring_regex(column, pattern=r"[\x00-\x1f]")).as_py():
+        return _python_map(column, lambda v: json.dumps(v, ensure_ascii=False))
+    escaped = pc.replace_substring(column, pattern="\\", replacement="\\\\")
+    escaped = pc.replace_substring(escaped, pattern='"', replacement='\\"')
+    return pc.binary_join_element_wise('"', escaped, '"', "")
+
+
+def _json_values(column: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
+    """JSON value texts (null where the cell is null) for one column."""
+    column = _decode(column)
+    t = column.type
+    if pa.types.is_timestamp(t):
+        return pc.binary_join_element_wise('"', _time_text(column), '"', "")
+    if pa.types.is_integer(t) or pa.types.is_boolean(t):
+        return column.cast(pa.string())
+    if pa.types.is_floating(t):
+        return _python_map(column, _json_float)
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return _json_string(column)
+    if pa.types.is_null(t):
+        return pa.nulls(len(column), pa.string())
+    return _python_map(column, lambda v: json.dumps(str(v), ensure_ascii=False))
+
+
+def _display_values(column: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
+    """arrow-cast display texts (null where the cell is null), as csv and pretty show them."""
+    column = _decode(column)
+    t = column.type
+    if pa.types.is_timestamp(t):
+        return _time_text(column)
+    if pa.types.is_integer(t) or pa.types.is_boolean(t):
+        return column.cast(pa.string())
+    if pa.types.is_floating(t):
+        return _python_map(column, ryu_float)
+    if pa.types.is_null(t):
+        return pa.nulls(len(column), pa.string())
+    return column.cast(pa.string())
+
+
+def _concat_rows(rows: pa.ChunkedArray | pa.Array) -> bytes:
+    """Concatenate a string array's values (no separators) into bytes."""
+    if isinstance(rows, pa.ChunkedArray):
+        return b"".join(_concat_rows(chunk) for chunk in rows.chunks)
+    if len(rows) == 0:
+        return b""
+    rows = rows.cast(pa.string())
+    offsets = rows.buffers()[1]
+    data = rows.buffers()[2]
+    start = int.from_bytes(offsets.to_pybytes()[rows.offset * 4 : rows.offset * 4 + 4], "little", signed=True)
+    end_pos = (rows.offset + len(rows)) * 4
+    end = int.from_bytes(offsets.to_pybytes()[end_pos : end_pos + 4], "little", signed=True)
+    return data.to_pybytes()[start:end] if data is not None else b""
+
+
+def _row_objects(table: pa.Table, terminator: str) -> pa.ChunkedArray | pa.Array:
+    """One ``{…}`` + terminator string per row, nulls left out."""
+    parts = []
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        prefix = json.dumps(name, ensure_ascii=False) + ":"
+        # `"name":value,` where the cell is set, "" where it is null
+        parts.append(pc.fill_null(pc.binary_join_element_wise(prefix, _json_values(column), ",", ""), ""))
+    if parts:
+        inner = pc.binary_join_element_wise(*parts, "")
+        inner = pc.replace_substring_regex(inner, pattern=",$", replacement="")
+    else:
+        inner = pa.array([""] * table.num_rows, pa.string())
+    return pc.binary_join_element_wise("{", inner, "}" + terminator, "")
+
+
+def _write_json(table: pa.Table) -> bytes:
+    if table.num_rows == 0:
+        return b"[]"
+    body = _concat_rows(_row_objects(table, ","))
+    return b"[" + body[:-1] + b"]"
+
+
+def _write_jsonl(table: pa.Table) -> bytes:
+    if table.num_rows == 0:
+        return b""
+    return _concat_rows(_row_objects(table, "\n"))
+
+
+def _csv_quote(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    needs = pc.match_substring_regex(column, pattern='[,"\r\n]')
+    quoted = pc.binary_join_element_wise(
+        '"', pc.replace_substring(column, pattern='"', replacement='""'), '"', ""
+    )
+    return pc.if_else(needs, quoted, column)
+
+
+def _csv_cell(text: str) -> str:
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _write_csv(table: pa.Table) -> bytes:
+    header = ",".join(_csv_cell(name) for name in table.column_names) + "\n"
+    if table.num_rows == 0 or table.num_columns == 0:
+        return header.encode("utf-8")
+    cells = []
+    for column in table.columns:
+        text = _display_values(column)
+        if pa.types.is_string(_decode(column).type):
+            text = _csv_quote(text)
+        cells.append(pc.fill_null(text, ""))
+    rows = pc.binary_join_element_wise(*cells, ",")
+    rows = pc.binary_join_element_wise(rows, "\n", "")
+    return header.encode("utf-8") + _concat_rows(rows)
+
+
+def _write_pretty(table: pa.Table) -> bytes:
+    names = table.column_names
+    columns = [
+        [("" if v is None else v) for v in _display_values(column).to_pylist()] for column in table.columns
+    ]
+    widths = [len(name) for name in names]
+    for i, values in enumerate(columns):
+        for value in values:
+            if len(value) > widths[i]:
+                widths[i] = len(value)
+    border = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+
+    def row(cells: list[str]) -> str:
+        return "|" + "|".join(f" {c.ljust(w)} " for c, w in zip(cells, widths, strict=True)) + "|"
+
+    lines = [border, row(names), border]
+    for r in range(table.num_rows):
+        lines.append(row([values[r] for values in columns]))
+    lines.append(border)
+    return "\n".join(lines).encode("utf-8")
+
+
+def _write_parquet(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+_WRITERS: dict[str, Callable[[pa.Table], bytes]] = {
+    "json": _write_json,
+    "jsonl": _write_jsonl,
+    "csv": _write_csv,
+    "pretty": _write_pretty,
+    "parquet": _write_parquet,
+}

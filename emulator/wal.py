@@ -1,0 +1,148 @@
+"""Write-ahead log: one file per flush, framed and checksummed, replayed at startup.
+
+Layout: ``<data_dir>/wal/<sequence:020d>.wal``. A file starts with :data:`MAGIC` and holds frames of
+``<u32 big-endian payload length><u32 zlib.crc32 of payload><payload>``. A payload is a
+:mod:`marshal`-encoded list of entries ``(db_id, table_id, column_names, rows)``: rows that share one
+column list (the columns present in the written lines), each a tuple in that order (tags as str,
+field values, ``time`` as int ns). These are exactly the rows the flusher applies, so replay yields
+identical rows. Only plain str/int/float/bool/None/
+list/tuple/dict values are written (marshal's stable format, the same across CPython versions).
+
+A crash mid-write leaves a torn last frame (short or with a bad checksum): :func:`read_wal_file`
+stops at it and reports the file as torn, and startup continues with what was complete. As in the
+server, a WAL file is first written and fsynced (with its directory) and only then applied.
+"""
+
+from __future__ import annotations
+
+import logging
+import marshal
+import os
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from emulator.catalog import fsync_dir
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"AICWAL01"
+_HEADER = struct.Struct(">II")
+_SUFFIX = ".wal"
+
+#: (db_id, table_id, column names, rows); a row is a tuple in column-name order
+WalEntry = tuple[int, int, tuple[str, ...], list[tuple[Any, ...]]]
+
+
+class WalCorrupt(Exception):
+    """A WAL file whose header is not ours (not a torn tail: that is tolerated)."""
+
+
+@dataclass
+class WalFileContents:
+    sequence: int
+    entries: list[WalEntry]
+    torn: bool
+
+
+def encode_entries(entries: list[WalEntry]) -> bytes:
+    payload = marshal.dumps(entries, 4)
+    return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+class Wal:
+    """The WAL directory of one node. ``directory`` None disables it (memory object store)."""
+
+    def __init__(self, directory: Path | None):
+        self.directory = directory
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+        existing = self.sequences()
+        self.next_sequence = (existing[-1] + 1) if existing else 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.directory is not None
+
+    def path_for(self, sequence: int) -> Path:
+        assert self.directory is not None
+        return self.directory / f"{sequence:020d}{_SUFFIX}"
+
+    def sequences(self) -> list[int]:
+        """Sequence numbers of the WAL files on disk, ascending."""
+        if self.directory is None:
+            return []
+        out = []
+        for p in self.directory.iterdir():
+            if p.suffix == _SUFFIX and p.stem.isdigit():
+                out.append(int(p.stem))
+        return sorted(out)
+
+    def append(self, entries: list[WalEntry]) -> int:
+        """Write one WAL file holding ``entries``, fsync it and the directory; return its sequence."""
+        sequence = self.next_sequence
+        self.next_sequence += 1
+        if self.directory is None:
+            return sequence
+        path = self.path_for(sequence)
+        data = MAGIC + encode_entries(entries)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fsync_dir(self.directory)
+        return sequence
+
+    def replay(self, after_sequence: int) -> Iterator[WalFileContents]:
+        """Yield the contents of every WAL file with a sequence above ``after_sequence``, in order."""
+        for seq in self.sequences():
+            if seq <= after_sequence:
+                continue
+            contents = read_wal_file(self.path_for(seq), seq)
+            if contents.torn:
+                log.warning("WAL file %s ends with an incomplete frame; ignoring the tail", seq)
+            yield contents
+
+    def remove_through(self, sequence: int) -> int:
+        """Delete WAL files up to and including ``sequence`` (covered by a snapshot). Returns the count."""
+        removed = 0
+        for seq in self.sequences():
+            if seq <= sequence:
+                self.path_for(seq).unlink(missing_ok=True)
+                removed += 1
+        if removed and self.directory is not None:
+            fsync_dir(self.directory)
+        return removed
+
+
+def read_wal_file(path: Path, sequence: int) -> WalFileContents:
+    """Read every complete frame of a WAL file; an incomplete or corrupt tail marks it torn."""
+    data = path.read_bytes()
+    entries: list[WalEntry] = []
+    if len(data) < len(MAGIC):
+        return WalFileContents(sequence, entries, torn=True)
+    if data[: len(MAGIC)] != MAGIC:
+        raise WalCorrupt(f"{path} is not a WAL file")
+    pos = len(MAGIC)
+    torn = False
+    while pos < len(data):
+        if pos + _HEADER.size > len(data):
+            torn = True
+            break
+        length, crc = _HEADER.unpack_from(data, pos)
+        start = pos + _HEADER.size
+        payload = data[start : start + length]
+        if len(payload) < length or zlib.crc32(payload) != crc:
+            torn = True
+            break
+        entries.extend(marshal.loads(payload))
+        pos = start + length
+    return WalFileContents(sequence, entries, torn)

@@ -1,0 +1,657 @@
+"""
+{
+    "plugin_type": ["scheduled", "http"],
+    "scheduled_args_config": [
+        {"name": "repo", "example": "influxdata/docs-v2", "description": "Repository as owner/name. Env GITHUB_REPO. Default influxdata/docs-v2.", "required": false},
+        {"name": "base", "example": "master", "description": "Base branch the PRs merged into. Env GITHUB_BASE. Default master.", "required": false},
+        {"name": "time_period", "example": "week", "description": "Window: day, week, <N>h or <N>d. Default week on the schedule.", "required": false},
+        {"name": "since", "example": "2025-03-01T00:00:00Z", "description": "Window start as ISO 8601; overrides time_period.", "required": false},
+        {"name": "github_api_url", "example": "https://api.github.com", "description": "REST base URL. Env GITHUB_API_URL. GraphQL URL is derived (<url>/graphql, or https://HOST/api/graphql for https://HOST/api/v3).", "required": false},
+        {"name": "github_token_file", "example": "/run/secrets/github_token", "description": "File holding the GitHub token. Env GITHUB_TOKEN_FILE. Default /run/secrets/github_token when it exists. With a token the plugin uses GraphQL; without, REST.", "required": false},
+        {"name": "github_token", "example": "ghp_xxx", "description": "Token itself (compatibility; prefer the token file). Env GITHUB_TOKEN.", "required": false},
+        {"name": "timeout_seconds", "example": "10", "description": "Connect and read timeout of one GitHub request. Default 10.", "required": false},
+        {"name": "budget_seconds", "example": "45", "description": "Total time budget for all GitHub requests of one run, retries included. Default 45.", "required": false},
+        {"name": "max_retries", "example": "4", "description": "Retries per GitHub request on rate limits, 5xx, timeouts, malformed JSON and GraphQL errors. Default 4.", "required": false},
+        {"name": "backoff_seconds", "example": "1", "description": "First retry delay, doubled on each retry. Default 1.", "required": false},
+        {"name": "max_pages", "example": "50", "description": "Upper bound on list pages read per run. Default 50.", "required": false}
+    ],
+    "http_args_config": [
+        {"name": "repo", "example": "influxdata/docs-v2", "description": "Default repository; a request body field repo overrides it.", "required": false},
+        {"name": "base", "example": "master", "description": "Default base branch; a request body field base overrides it.", "required": false},
+        {"name": "time_period", "example": "day", "description": "Default window (day, week, <N>h, <N>d); default day for requests. Body fields time_period or since override it.", "required": false},
+        {"name": "github_api_url", "example": "https://api.github.com", "description": "REST base URL. Env GITHUB_API_URL.", "required": false},
+        {"name": "github_token_file", "example": "/run/secrets/github_token", "description": "File holding the GitHub token. Env GITHUB_TOKEN_FILE. Never send a token in the query string.", "required": false},
+        {"name": "github_token", "example": "ghp_xxx", "description": "Token itself (compatibility). Env GITHUB_TOKEN. A body field github_token is also accepted.", "required": false},
+        {"name": "timeout_seconds", "example": "10", "description": "Connect and read timeout of one GitHub request. Default 10.", "required": false},
+        {"name": "budget_seconds", "example": "45", "description": "Total time budget per request, retries included. Default 45.", "required": false},
+        {"name": "max_retries", "example": "4", "description": "Retries per GitHub request. Default 4.", "required": false},
+        {"name": "backoff_seconds", "example": "1", "description": "First retry delay, doubled on each retry. Default 1.", "required": false},
+        {"name": "max_pages", "example": "50", "description": "Upper bound on list pages read per run. Default 50.", "required": false}
+    ]
+}
+"""
+
+# Collects pull requests merged into one branch of one GitHub repository and writes one `gh` row per PR
+# (tags repo, ref, pr_number; time = merged_at). With a token it asks GraphQL (100 PRs with line counts per
+# request); without one it lists closed PRs over REST, following Link pagination, and fetches the detail of
+# merged PRs that the `gh` table does not already hold. Runs on InfluxDB 3 Core's processing engine: fresh
+# globals on every call, `LineBuilder` is a builtin, writes are flushed after a normal return.
+
+import json
+import os
+import re
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import requests
+
+_DEFAULTS = {
+    "repo": "influxdata/docs-v2",
+    "base": "master",
+    "github_api_url": "https://api.github.com",
+    "timeout_seconds": "10",
+    "budget_seconds": "45",
+    "max_retries": "4",
+    "backoff_seconds": "1",
+    "max_pages": "50",
+}
+_ENV_NAMES = {
+    "repo": "GITHUB_REPO",
+    "base": "GITHUB_BASE",
+    "github_api_url": "GITHUB_API_URL",
+    "github_token_file": "GITHUB_TOKEN_FILE",
+    "github_token": "GITHUB_TOKEN",
+}
+_DEFAULT_TOKEN_FILE = "/run/secrets/github_token"
+_BODY_FIELDS = ("repo", "base", "time_period", "since", "github_token")
+_QUERY_FIELDS = ("repo", "base", "time_period", "since")
+_TOKEN_QUERY_KEYS = ("github_token", "token", "access_token", "api_key")
+_REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_PERIOD_RE = re.compile(r"^([1-9][0-9]{0,4})([hd])$")
+_MAX_WINDOW = timedelta(days=366)
+_PAGE_SIZE = 100
+_USER_AGENT = "aichat-stack-github-prs"
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_GRAPHQL_QUERY = """
+query($owner: String!, $name: String!, $base: String!, $cursor: String) {
+  rateLimit { cost remaining resetAt }
+  repository(owner: $owner, name: $name) {
+    pullRequests(first: 100, after: $cursor, states: [MERGED], baseRefName: $base,
+                 orderBy: {field: UPDATED_AT, direction: DESC}) {
+      pageInfo { hasNextPage endCursor }
+      nodes { number title url mergedAt updatedAt additions deletions baseRefName author { login } }
+    }
+  }
+}
+"""
+_GRAPHQL_FATAL_TYPES = {"NOT_FOUND", "FORBIDDEN", "UNAUTHORIZED"}
+
+
+class ConfigError(ValueError):
+    """A setting or request field is missing or invalid (answered 400)."""
+
+
+class UpstreamError(RuntimeError):
+    """GitHub could not be read within the retry policy and time budget (answered 502)."""
+
+
+class _Retryable(Exception):
+    """One GitHub answer that is worth asking again; `wait` is the delay GitHub asked for, if any."""
+
+    def __init__(self, problem, wait=None):
+        super().__init__(problem)
+        self.problem = problem
+        self.wait = wait
+
+
+class _Log:
+    """Log lines prefixed with a task id; every known secret is replaced by *** before it is logged."""
+
+    def __init__(self, influxdb3_local):
+        self._local = influxdb3_local
+        self.task_id = uuid.uuid4().hex[:8]
+        self._secrets = []
+
+    def add_secret(self, secret):
+        if secret and len(secret) >= 4 and secret not in self._secrets:
+            self._secrets.append(secret)
+            self._secrets.sort(key=len, reverse=True)
+
+    def redact(self, text):
+        text = str(text)
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def info(self, text):
+        self._local.info(f"[{self.task_id}] {self.redact(text)}")
+
+    def warn(self, text):
+        self._local.warn(f"[{self.task_id}] {self.redact(text)}")
+
+    def error(self, text):
+        self._local.error(f"[{self.task_id}] {self.redact(text)}")
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def _setting(name, args, overrides=None):
+    """One setting: request override, then trigger argument, then environment, then default."""
+    for source in (overrides or {}, args or {}):
+        value = source.get(name)
+        if value is not None and str(value).strip() != "":
+            return str(value).strip()
+    env_name = _ENV_NAMES.get(name)
+    if env_name and os.environ.get(env_name, "").strip():
+        return os.environ[env_name].strip()
+    return _DEFAULTS.get(name)
+
+
+def _number(name, raw, cast, low, high):
+    try:
+        value = cast(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {raw!r}")
+    return value
+
+
+def _read_token_file(path, setting):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            token = handle.read().strip()
+    except OSError as exc:
+        raise ConfigError(f"{setting}: cannot read {path} ({exc.strerror or type(exc).__name__})") from None
+    if not token:
+        raise ConfigError(f"{setting}: {path} is empty")
+    return token
+
+
+def _resolve_token(args, body_token):
+    """Token: body field (compat), then token file (arg, env, /run/secrets), then token (arg, env)."""
+    if body_token:
+        return body_token
+    for source, name in (((args or {}).get("github_token_file"), "github_token_file"),
+                         (os.environ.get("GITHUB_TOKEN_FILE"), "GITHUB_TOKEN_FILE")):
+        if source and source.strip():
+            return _read_token_file(source.strip(), name)
+    if os.path.isfile(_DEFAULT_TOKEN_FILE):
+        return _read_token_file(_DEFAULT_TOKEN_FILE, _DEFAULT_TOKEN_FILE)
+    for value in ((args or {}).get("github_token"), os.environ.get("GITHUB_TOKEN")):
+        if value and value.strip():
+            return value.strip()
+    return None
+
+
+def _parse_since(text, now):
+    try:
+        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"invalid since {text!r}: use ISO 8601, e.g. 2025-03-01T00:00:00Z") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    parsed = parsed.astimezone(timezone.utc)
+    if parsed > now:
+        raise ConfigError(f"invalid since {text!r}: it is in the future")
+    if now - parsed > _MAX_WINDOW:
+        raise ConfigError(f"invalid since {text!r}: the window may span at most 366 days")
+    return parsed
+
+
+def _period_delta(period):
+    if period == "day":
+        return timedelta(days=1)
+    if period == "week":
+        return timedelta(days=7)
+    match = _PERIOD_RE.match(period or "")
+    if match:
+        count, unit = int(match.group(1)), match.group(2)
+        delta = timedelta(hours=count) if unit == "h" else timedelta(days=count)
+        if delta <= _MAX_WINDOW:
+            return delta
+    raise ConfigError(f"invalid time_period {period!r}: use day, week, <N>h or <N>d (at most 366 days)")
+
+
+def _graphql_url(api_url):
+    if api_url.endswith("/api/v3"):
+        return api_url[: -len("/api/v3")] + "/api/graphql"
+    return api_url + "/graphql"
+
+
+def _load_config(args, now, default_period, log, overrides=None, body_token=None):
+    """Read every setting once into a validated dict; the token is registered with `log` first, so no later
+    error can echo it. Raises ConfigError."""
+    for candidate in ((args or {}).get("github_token"), os.environ.get("GITHUB_TOKEN"), body_token):
+        log.add_secret((candidate or "").strip())
+    token = _resolve_token(args, body_token)
+    log.add_secret(token)
+    repo = _setting("repo", args, overrides)
+    if not _REPO_RE.match(repo):
+        raise ConfigError(f"invalid repo {repo!r}: use owner/name")
+    base = _setting("base", args, overrides)
+    if any(ch.isspace() for ch in base) or len(base) > 255:
+        raise ConfigError(f"invalid base {base!r}: a branch name without spaces")
+    api_url = _setting("github_api_url", args).rstrip("/")
+    if not api_url.startswith(("http://", "https://")):
+        raise ConfigError(f"invalid github_api_url {api_url!r}: must start with http:// or https://")
+    since_text = _setting("since", args, overrides)
+    if since_text:
+        since = _parse_since(since_text, now)
+        period = None
+    else:
+        period = _setting("time_period", args, overrides) or default_period
+        since = now - _period_delta(period)
+    if token is not None and (any(ch.isspace() for ch in token) or not token.isprintable()):
+        raise ConfigError("the GitHub token contains whitespace or control characters")
+    return {
+        "repo": repo,
+        "owner": repo.split("/")[0],
+        "name": repo.split("/")[1],
+        "base": base,
+        "api_url": api_url,
+        "graphql_url": _graphql_url(api_url),
+        "since": since,
+        "since_iso": since.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "time_period": period,
+        "token": token,
+        "timeout": _number("timeout_seconds", _setting("timeout_seconds", args), float, 0.05, 120),
+        "budget": _number("budget_seconds", _setting("budget_seconds", args), float, 0.1, 600),
+        "max_retries": _number("max_retries", _setting("max_retries", args), int, 0, 10),
+        "backoff": _number("backoff_seconds", _setting("backoff_seconds", args), float, 0, 60),
+        "max_pages": _number("max_pages", _setting("max_pages", args), int, 1, 1000),
+    }
+
+
+# ---------------------------------------------------------------- GitHub HTTP
+
+
+class _GitHub:
+    """Serial GitHub client with bounded retries inside one time budget; counts requests."""
+
+    def __init__(self, cfg, log):
+        self.cfg = cfg
+        self.log = log
+        self.api_calls = 0
+        self.rate_limit_remaining = None
+        self.deadline = time.monotonic() + cfg["budget"]
+        self.headers = {
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": "2022-11-28",
+            "User-Agent": _USER_AGENT,
+        }
+        if cfg["token"]:
+            self.headers["Authorization"] = f"Bearer {cfg['token']}"
+
+    def _note_rate(self, headers):
+        remaining = headers.get("x-ratelimit-remaining")
+        if remaining is not None and remaining.strip().isdigit():
+            self.rate_limit_remaining = int(remaining)
+
+    @staticmethod
+    def _rate_limit_wait(resp):
+        """Seconds GitHub asks us to wait, or None when the 403/429 is not a rate limit."""
+        retry_after = resp.headers.get("retry-after", "").strip()
+        if retry_after.isdigit():
+            return float(retry_after)
+        if resp.headers.get("x-ratelimit-remaining", "").strip() == "0":
+            reset = resp.headers.get("x-ratelimit-reset", "").strip()
+            return max(0.0, float(reset) - time.time()) if reset.isdigit() else 60.0
+        if resp.status_code == 429 or "rate limit" in resp.text[:2000].lower():
+            return 60.0
+        return None
+
+    @staticmethod
+    def _upstream_message(resp):
+        try:
+            message = resp.json().get("message", "")
+        except (ValueError, AttributeError):
+            message = resp.text
+        return " ".join(str(message).split())[:200]
+
+    def call(self, what, method, url, params=None, json_body=None, check=None):
+        """One logical request with retries. Returns (response, parsed JSON). Raises UpstreamError."""
+        attempt = 0
+        while True:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                raise UpstreamError(f"{what}: time budget of {self.cfg['budget']:g}s exhausted")
+            timeout = min(self.cfg["timeout"], remaining)
+            self.api_calls += 1
+            try:
+                resp = requests.request(method, url, params=params, json=json_body, headers=self.headers,
+                                        timeout=(timeout, timeout))
+                self._note_rate(resp.headers)
+                data = self._classify(what, resp, check)
+                return resp, data
+            except requests.exceptions.Timeout as exc:
+                failure = _Retryable(f"timed out after {timeout:g}s ({type(exc).__name__})")
+            except requests.exceptions.ConnectionError:
+                failure = _Retryable("connection failed")
+            except _Retryable as exc:
+                failure = exc
+            attempt += 1
+            if attempt > self.cfg["max_retries"]:
+                raise UpstreamError(f"{what}: {failure.problem}; gave up after {attempt} attempts")
+            delay = max(self.cfg["backoff"] * (2 ** (attempt - 1)), failure.wait or 0.0)
+            if time.monotonic() + delay >= self.deadline:
+                raise UpstreamError(f"{what}: {failure.problem}; a retry in {delay:g}s would exceed the "
+                                    f"time budget of {self.cfg['budget']:g}s")
+            self.log.warn(f"{what}: {failure.problem}; retry {attempt}/{self.cfg['max_retries']} in {delay:g}s")
+            time.sleep(delay)
+
+    def _classify(self, what, resp, check):
+        status = resp.status_code
+        if status in (403, 429):
+            wait = self._rate_limit_wait(resp)
+            if wait is not None:
+                raise _Retryable(f"rate limited (HTTP {status})", wait)
+        if status >= 500:
+            raise _Retryable(f"HTTP {status}")
+        if status == 401:
+            raise UpstreamError(f"{what}: GitHub rejected the token (HTTP 401: {self._upstream_message(resp)})")
+        if status != 200:
+            raise UpstreamError(f"{what}: GitHub answered HTTP {status}: {self._upstream_message(resp)}")
+        try:
+            data = resp.json()
+        except ValueError:
+            raise _Retryable("malformed JSON in the answer") from None
+        if check is not None:
+            check(data)
+        return data
+
+
+# ---------------------------------------------------------------- collection
+
+
+def _parse_ts(text):
+    parsed = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def _ns(moment):
+    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+def _iso(moment):
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _one_line(text):
+    return " ".join(str(text or "").split())
+
+
+def _known_prs(influxdb3_local, cfg, log):
+    """pr_number -> stored row for the repo/ref in the window; one parameterised query. No table: {}."""
+    sql = ("SELECT pr_number, lines, author, title, time FROM gh "
+           "WHERE repo = $repo AND ref = $ref AND time >= $since")
+    try:
+        rows = influxdb3_local.query(sql, {"repo": cfg["repo"], "ref": cfg["base"], "since": cfg["since_iso"]})
+    except Exception as exc:  # the engine raises a plain Exception; a missing table is the usual cause
+        log.info(f"gh not readable yet, treating as empty ({_one_line(exc)[:160]})")
+        return {}
+    return {str(row.get("pr_number")): row for row in rows or []}
+
+
+def _graphql_check(data):
+    errors = data.get("errors") if isinstance(data, dict) else None
+    if errors:
+        types = {str(err.get("type", "")) for err in errors if isinstance(err, dict)}
+        text = "; ".join(_one_line(err.get("message", "")) for err in errors if isinstance(err, dict))[:200]
+        if types & _GRAPHQL_FATAL_TYPES:
+            raise UpstreamError(f"GitHub GraphQL error: {text}")
+        raise _Retryable(f"GraphQL errors: {text}")
+    if not isinstance(data, dict) or not isinstance(data.get("data"), dict):
+        raise _Retryable("GraphQL answer without data")
+
+
+def _collect_graphql(gh, cfg, prs):
+    """Add merged PRs in the window to `prs` (number -> record), page by page, newest update first."""
+    cursor = None
+    for _page in range(cfg["max_pages"]):
+        variables = {"owner": cfg["owner"], "name": cfg["name"], "base": cfg["base"], "cursor": cursor}
+        _resp, data = gh.call("GraphQL pullRequests", "POST", cfg["graphql_url"],
+                              json_body={"query": _GRAPHQL_QUERY, "variables": variables}, check=_graphql_check)
+        body = data["data"]
+        rate = body.get("rateLimit") or {}
+        if isinstance(rate.get("remaining"), int):
+            gh.rate_limit_remaining = rate["remaining"]
+        repository = body.get("repository")
+        if repository is None:
+            raise UpstreamError(f"GitHub GraphQL: repository {cfg['repo']} not found")
+        connection = repository["pullRequests"]
+        older_seen = False
+        for node in connection.get("nodes") or []:
+            if _parse_ts(node["updatedAt"]) < cfg["since"]:
+                older_seen = True
+                continue
+            if not node.get("mergedAt") or node.get("baseRefName") != cfg["base"]:
+                continue
+            merged = _parse_ts(node["mergedAt"])
+            if merged < cfg["since"]:
+                continue
+            prs[str(node["number"])] = {
+                "number": int(node["number"]),
+                "title": _one_line(node.get("title")),
+                "author": ((node.get("author") or {}).get("login")) or "ghost",
+                "url": node.get("url") or "",
+                "merged": merged,
+                "additions": int(node.get("additions") or 0),
+                "deletions": int(node.get("deletions") or 0),
+            }
+        info = connection.get("pageInfo") or {}
+        if older_seen or not info.get("hasNextPage"):
+            return
+        cursor = info.get("endCursor")
+    gh.log.warn(f"stopped after max_pages={cfg['max_pages']} GraphQL pages")
+
+
+def _list_rest(gh, cfg):
+    """Merged PRs into base in the window, from the closed-PR list (no line counts yet)."""
+    url = f"{cfg['api_url']}/repos/{cfg['repo']}/pulls"
+    params = {"state": "closed", "base": cfg["base"], "sort": "updated", "direction": "desc",
+              "per_page": str(_PAGE_SIZE)}
+    found = {}
+    for _page in range(cfg["max_pages"]):
+        resp, items = gh.call("REST list pulls", "GET", url, params=params)
+        if not isinstance(items, list):
+            raise UpstreamError("REST list pulls: GitHub answered JSON that is not a list")
+        older_seen = False
+        for item in items:
+            if _parse_ts(item["updated_at"]) < cfg["since"]:
+                older_seen = True
+                continue
+            if not item.get("merged_at") or (item.get("base") or {}).get("ref") != cfg["base"]:
+                continue
+            merged = _parse_ts(item["merged_at"])
+            if merged >= cfg["since"]:
+                found[str(item["number"])] = item
+        next_url = (resp.links.get("next") or {}).get("url")
+        if older_seen or not next_url:
+            return found
+        url, params = next_url, None
+    gh.log.warn(f"stopped after max_pages={cfg['max_pages']} REST list pages")
+    return found
+
+
+def _collect_rest(gh, cfg, known, prs):
+    """List, then one detail GET per merged PR that `gh` does not hold yet; known PRs come from the table."""
+    listed = _list_rest(gh, cfg)
+    for number, item in sorted(listed.items(), key=lambda kv: int(kv[0])):
+        stored = known.get(number)
+        if stored is not None:
+            prs[number] = {
+                "number": int(number), "title": stored.get("title") or _one_line(item.get("title")),
+                "author": stored.get("author") or "ghost", "url": item.get("html_url") or "",
+                "merged": _parse_ts(item["merged_at"]), "lines": int(stored.get("lines") or 0), "known": True,
+            }
+            continue
+        _resp, detail = gh.call(f"REST pull #{number}", "GET", f"{cfg['api_url']}/repos/{cfg['repo']}/pulls/{number}")
+        if not isinstance(detail, dict) or "additions" not in detail:
+            raise UpstreamError(f"REST pull #{number}: answer lacks additions/deletions")
+        prs[number] = {
+            "number": int(number),
+            "title": _one_line(detail.get("title") or item.get("title")),
+            "author": ((detail.get("user") or item.get("user") or {}).get("login")) or "ghost",
+            "url": detail.get("html_url") or item.get("html_url") or "",
+            "merged": _parse_ts(detail.get("merged_at") or item["merged_at"]),
+            "additions": int(detail.get("additions") or 0),
+            "deletions": int(detail.get("deletions") or 0),
+        }
+
+
+def _gh_line(cfg, pr):
+    line = LineBuilder("gh")
+    line.tag("repo", cfg["repo"])
+    line.tag("ref", cfg["base"])
+    line.tag("pr_number", str(pr["number"]))
+    line.string_field("activity_type", "pr_merge")
+    line.int64_field("lines", pr["additions"] + pr["deletions"])
+    line.int64_field("additions", pr["additions"])
+    line.int64_field("deletions", pr["deletions"])
+    line.string_field("author", pr["author"])
+    line.string_field("title", pr["title"])
+    line.string_field("url", pr["url"])
+    line.time_ns(_ns(pr["merged"]))
+    return line
+
+
+def _run(influxdb3_local, cfg, log):
+    """Collect and write. Returns (summary dict, error text or None); complete rows are written either way."""
+    gh = _GitHub(cfg, log)
+    known = _known_prs(influxdb3_local, cfg, log)
+    prs = {}
+    mode = "graphql" if cfg["token"] else "rest"
+    error = None
+    try:
+        if mode == "graphql":
+            _collect_graphql(gh, cfg, prs)
+        else:
+            _collect_rest(gh, cfg, known, prs)
+    except UpstreamError as exc:
+        error = log.redact(exc)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        error = f"unexpected answer shape from GitHub ({type(exc).__name__}: {log.redact(_one_line(exc))[:160]})"
+    new_count = 0
+    pulls = []
+    for pr in sorted(prs.values(), key=lambda p: (p["merged"], p["number"]), reverse=True):
+        if "additions" in pr:
+            pr["lines"] = pr["additions"] + pr["deletions"]
+            if str(pr["number"]) not in known:
+                influxdb3_local.write(_gh_line(cfg, pr))
+                new_count += 1
+        pulls.append({"number": pr["number"], "title": pr["title"], "author": pr["author"],
+                      "merged_at": _iso(pr["merged"]), "lines": pr["lines"]})
+    summary = {
+        "repository": cfg["repo"], "base": cfg["base"], "mode": mode,
+        "time_period": cfg["time_period"], "since": cfg["since_iso"],
+        "pr_count": len(pulls), "new_count": new_count,
+        "api_calls": gh.api_calls, "rate_limit_remaining": gh.rate_limit_remaining,
+        "pull_requests": pulls,
+    }
+    return summary, error
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def _request_overrides(query_parameters, request_body):
+    """Validated request fields (body first, then query string). Raises ConfigError."""
+    query = dict(query_parameters or {})
+    for key in query:
+        if key.lower() in _TOKEN_QUERY_KEYS:
+            raise ConfigError(
+                f"do not send a token in the query string ({key}): URLs end up in logs. Put it in the JSON "
+                "request body field \"github_token\", or better in a token file named by the trigger argument "
+                "github_token_file or the GITHUB_TOKEN_FILE setting")
+    body = {}
+    raw = request_body or b""
+    if isinstance(raw, (bytes, bytearray)):
+        try:
+            raw = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError("request body is not UTF-8 JSON") from None
+    if raw.strip():
+        try:
+            body = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        if not isinstance(body, dict):
+            raise ConfigError("request body must be a JSON object")
+    overrides = {}
+    for key in _BODY_FIELDS:
+        value = body.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"field {key!r} must be a string, got {type(value).__name__}")
+        if value is not None and value.strip():
+            overrides[key] = value.strip()
+    for key in _QUERY_FIELDS:
+        if key not in overrides and query.get(key, "").strip():
+            overrides[key] = query[key].strip()
+    body_token = overrides.pop("github_token", None)
+    return overrides, body_token
+
+
+def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):
+    """Collect merged PRs on demand (trigger `request:github_prs`).
+
+    Args:
+        influxdb3_local: the engine's API object (query, write, info/warn/error, cache).
+        query_parameters: URL query parameters (repo, base, time_period, since); never a token.
+        request_headers: lowercase header names; unused.
+        request_body: bytes; optional JSON object with repo, base, time_period, since, github_token.
+        args: trigger arguments (see the metadata above), or None.
+
+    Returns:
+        (dict, status): 200 with the collection summary, 400 for bad input, 502 when GitHub failed.
+    """
+    log = _Log(influxdb3_local)
+    now = datetime.now(timezone.utc)
+    try:
+        overrides, body_token = _request_overrides(query_parameters, request_body)
+        cfg = _load_config(args, now, "day", log, overrides, body_token)
+    except ConfigError as exc:
+        message = log.redact(exc)
+        log.error(f"bad request: {message}")
+        return {"status": "error", "message": message}, 400
+    log.info(f"collecting PRs merged into {cfg['repo']}@{cfg['base']} since {cfg['since_iso']} "
+             f"({'GraphQL, token set' if cfg['token'] else 'REST, no token'})")
+    summary, error = _run(influxdb3_local, cfg, log)
+    if error:
+        message = f"GitHub collection failed: {error}; {summary['new_count']} complete rows kept"
+        log.error(message)
+        return {"status": "error", "message": message, "new_count": summary["new_count"],
+                "api_calls": summary["api_calls"]}, 502
+    message = (f"Wrote {summary['new_count']} PR merge events to database"
+               f" ({summary['pr_count']} merged PRs in the window)")
+    log.info(f"{message}; {summary['api_calls']} GitHub requests")
+    return {"status": "success", "message": message, **summary}, 200
+
+
+def process_scheduled_call(influxdb3_local, call_time, args=None):
+    """Collect merged PRs on a schedule (trigger `every:1h`); default window one week.
+
+    Args:
+        influxdb3_local: the engine's API object.
+        call_time: naive local datetime of the scheduled fire time.
+        args: trigger arguments (see the metadata above), or None.
+    """
+    log = _Log(influxdb3_local)
+    now = call_time.astimezone(timezone.utc) if isinstance(call_time, datetime) else datetime.now(timezone.utc)
+    try:
+        cfg = _load_config(args, now, "week", log)
+    except ConfigError as exc:
+        log.error(f"bad configuration: {log.redact(exc)}")
+        return
+    summary, error = _run(influxdb3_local, cfg, log)
+    text = (f"{cfg['repo']}@{cfg['base']} since {cfg['since_iso']}: {summary['pr_count']} merged PRs, "
+            f"{summary['new_count']} new rows, {summary['api_calls']} GitHub requests ({summary['mode']}), "
+            f"rate limit remaining {summary['rate_limit_remaining']}")
+    if error:
+        log.error(f"GitHub collection failed: {error}; kept {summary['new_count']} complete rows; {text}")
+    else:
+        log.info(text)

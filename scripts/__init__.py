@@ -1,0 +1,1 @@
+"""Helpers behind the Makefile targets (make secrets, make run, make demo)."""

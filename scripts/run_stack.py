@@ -1,0 +1,206 @@
+"""``make run`` / ``make demo``: the stack on the embedded engine, in the foreground until Ctrl-C.
+
+make run:  secrets -> ``python -m emulator serve`` on 127.0.0.1:${INFLUXDB3_PORT:-8181} with ``plugins/``,
+           data in ``.data/influxdb3``, the admin token file from ``secrets/`` -> wait healthy ->
+           ``python -m provisioning`` against it -> wait for Ctrl-C -> stop the server cleanly.
+make demo: the same with data in ``.data/demo``, plus ``python -m tests.fakes`` (fake GitHub and Kapa serving
+           sample data on loopback ports) and trigger arguments pointing at them, so both endpoints return
+           rows offline and without tokens.
+
+Token files for the plugins are the host's ``secrets/github_token`` etc. (the compose stack uses
+``/run/secrets/...`` instead). No token is printed: the curl hints read the token file in your shell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import requests
+
+from provisioning.cli import main as provision
+from provisioning.settings import load_environment, read_token_file
+from scripts.make_secrets import ADMIN_TOKEN_FILE, make_secrets
+from tests.fakes.sample import DEMO_BASE, DEMO_PROJECT, DEMO_REPO, DEMO_SOURCE
+
+ROOT = Path(__file__).resolve().parent.parent
+START_DEADLINE_S = 60.0
+STOP_DEADLINE_S = 15.0
+READY_LINE = "aichat-stack is ready"
+
+DEMO_KAPA_KEY = "demo-kapa-key"  # the fake Kapa accepts any non-empty key; not a secret
+
+
+class StackError(RuntimeError):
+    """A child process did not start, or exited while it should be running."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, proc: subprocess.Popen, deadline_s: float, what: str) -> None:
+    """Poll a TCP connect until it succeeds, the process exits, or the deadline passes."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise StackError(f"{what} exited with status {proc.returncode} before listening on {host}:{port}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise StackError(f"{what} did not listen on {host}:{port} within {deadline_s:g}s")
+
+
+def wait_healthy(url: str, token: str, proc: subprocess.Popen, deadline_s: float) -> None:
+    end = time.monotonic() + deadline_s
+    headers = {"Authorization": f"Bearer {token}"}
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise StackError(f"the embedded engine exited with status {proc.returncode}; see its log")
+        try:
+            if requests.get(f"{url}/health", headers=headers, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise StackError(f"the embedded engine was not healthy at {url} within {deadline_s:g}s")
+
+
+def stop(proc: subprocess.Popen | None) -> None:
+    """SIGTERM, wait with a deadline, then SIGKILL."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=STOP_DEADLINE_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=STOP_DEADLINE_S)
+
+
+def _local_secret(env: Mapping[str, str], var: str, default: Path) -> str:
+    """The user's ``*_FILE`` setting when it names an existing file on this host, else the secrets/ file."""
+    configured = env.get(var, "")
+    return configured if configured and Path(configured).is_file() else str(default.resolve())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m scripts.run_stack", description=__doc__.splitlines()[0])
+    p.add_argument("--demo", action="store_true", help="also run the fake GitHub and Kapa with sample data")
+    p.add_argument("--port", type=int, help="server port (default: INFLUXDB3_PORT or 8181)")
+    p.add_argument("--data-dir", type=Path, help="default .data/influxdb3 (.data/demo with --demo)")
+    p.add_argument("--plugin-dir", type=Path, default=ROOT / "plugins")
+    p.add_argument("--secrets-dir", type=Path, default=ROOT / "secrets")
+    p.add_argument("--wal-flush-interval", default=None, help="server WAL flush interval (default 1s; demo 100ms)")
+    p.add_argument("--triggers-file", help="triggers TOML for provisioning (default: the packaged one)")
+    p.add_argument("--log-file", type=Path, help="write the server's output here instead of the terminal")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    env = load_environment()
+    port = args.port or int(env.get("INFLUXDB3_PORT", "8181") or 8181)
+    data_dir: Path = args.data_dir or ROOT / ".data" / ("demo" if args.demo else "influxdb3")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for line in make_secrets(args.secrets_dir):
+        print(line, flush=True)
+    admin_file = args.secrets_dir / ADMIN_TOKEN_FILE
+    token = read_token_file(admin_file)
+    url = f"http://127.0.0.1:{port}"
+    log = open(args.log_file, "ab") if args.log_file else None  # noqa: SIM115 (closed in finally)
+    children: list[subprocess.Popen] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops the stack as Ctrl-C does
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        prov_env = dict(env)
+        prov_env.update(
+            INFLUXDB3_HOST_URL=url,
+            INFLUXDB3_AUTH_TOKEN_FILE=str(admin_file),
+            GITHUB_TOKEN_FILE=_local_secret(env, "GITHUB_TOKEN_FILE", args.secrets_dir / "github_token"),
+            KAPA_TOKEN_FILE=_local_secret(env, "KAPA_TOKEN_FILE", args.secrets_dir / "kapa_token"),
+            NOTIFY_URL_FILE=_local_secret(env, "NOTIFY_URL_FILE", args.secrets_dir / "notify_url"),
+            # Plugins on the embedded engine import from this project's venv, which already has requests.
+            INFLUXDB3_PLUGIN_PACKAGES=env.get("INFLUXDB3_PLUGIN_PACKAGES_EMBEDDED", ""),
+        )
+        if args.triggers_file:
+            prov_env["PROVISION_TRIGGERS_FILE"] = args.triggers_file
+        if args.demo:
+            gh_port, kapa_port = free_port(), free_port()
+            fakes = subprocess.Popen(
+                [sys.executable, "-m", "tests.fakes", "--github-port", str(gh_port), "--kapa-port", str(kapa_port),
+                 "--host", "127.0.0.1"], cwd=ROOT, stdout=log, stderr=log)
+            children.append(fakes)
+            wait_for_port("127.0.0.1", gh_port, fakes, 20, "the fake GitHub")
+            wait_for_port("127.0.0.1", kapa_port, fakes, 20, "the fake Kapa")
+            demo_key = data_dir / "demo_kapa_key"
+            demo_key.write_text(DEMO_KAPA_KEY)
+            demo_key.chmod(0o600)
+            prov_env.update(
+                GITHUB_API_URL=f"http://127.0.0.1:{gh_port}",
+                KAPA_API_URL=f"http://127.0.0.1:{kapa_port}",
+                GITHUB_REPO=DEMO_REPO,
+                GITHUB_BASE=DEMO_BASE,
+                KAPA_PROJECT_ID=DEMO_PROJECT,
+                KAPA_SOURCE_NAME=DEMO_SOURCE,
+                KAPA_TOKEN_FILE=str(demo_key.resolve()),
+                GITHUB_TOKEN_FILE=str((data_dir / "demo_github_token").resolve()),
+            )
+            (data_dir / "demo_github_token").write_text("")  # empty: the plugin uses GitHub REST without a token
+            print(f"fake GitHub on 127.0.0.1:{gh_port}, fake Kapa on 127.0.0.1:{kapa_port}", flush=True)
+
+        flush = args.wal_flush_interval or ("100ms" if args.demo else "1s")
+        server = subprocess.Popen(
+            [sys.executable, "-m", "emulator", "serve", "--node-id", "aichat-local", "--object-store", "file",
+             "--data-dir", str(data_dir / "store"), "--plugin-dir", str(args.plugin_dir),
+             "--virtual-env-location", str(data_dir / "venv"),
+             "--http-bind", f"127.0.0.1:{port}", "--admin-token-file", str(admin_file),
+             "--disable-authz", "health,ping", "--wal-flush-interval", flush],
+            cwd=ROOT, stdout=log, stderr=log)
+        children.append(server)
+        wait_healthy(url, token, server, START_DEADLINE_S)
+        rc = provision([], environ=prov_env)
+        if rc != 0:
+            print("provisioning failed (lines above); stopping", file=sys.stderr, flush=True)
+            return rc
+        print(
+            f"{READY_LINE} on {url} (database {prov_env.get('INFLUXDB3_DATABASE') or 'aichat'}); Ctrl-C stops it\n"
+            f"  TOKEN=$(python3 -c 'import json;print(json.load(open(\"{admin_file}\"))[\"token\"])')\n"
+            f"  curl -s -X POST {url}/api/v3/engine/github_prs -H \"Authorization: Bearer $TOKEN\" "
+            "-H 'Content-Type: application/json' -d '{\"time_period\": \"week\"}'\n"
+            f"  curl -s -X POST {url}/api/v3/engine/kapa_sources -H \"Authorization: Bearer $TOKEN\"",
+            flush=True,
+        )
+        while True:
+            for child in children:
+                if child.poll() is not None:
+                    raise StackError(f"{child.args[2]} exited with status {child.returncode}")
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        print("stopping", flush=True)
+        return 0
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        for child in reversed(children):
+            stop(child)
+        if log:
+            log.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

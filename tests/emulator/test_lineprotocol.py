@@ -1,0 +1,303 @@
+"""Line protocol parser: grammar, values, precision and the server's exact per-line errors.
+
+Expected texts are the ``influxdb_line_protocol`` crate's (influxdata/influxdb3_core
+``influxdb_line_protocol/src/lib.rs``, ``better_error_messages`` test and parser code).
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from emulator.lineprotocol import (
+    PRECISIONS,
+    PRECISIONS_V1,
+    LineError,
+    PrecisionError,
+    normalize_precision,
+    parse_lines,
+    to_nanoseconds,
+    truncate_original_line,
+)
+
+NOW = 1_234
+
+
+def one(body: str, precision: str = "auto"):
+    ok, errors = parse_lines(body, precision=precision, default_time_ns=NOW)
+    assert errors == [], errors
+    assert len(ok) == 1
+    return ok[0]
+
+
+def error_of(body: str) -> str:
+    ok, errors = parse_lines(body, default_time_ns=NOW)
+    assert ok == []
+    assert len(errors) == 1
+    return errors[0].error_message
+
+
+def test_lineprotocol_parses_typical_line():
+    line = one('cpu,host=a,region=west usage=0.5,n=3i,u=4u,ok=t,s="x" 1700000000000000000')
+    assert line.measurement == "cpu"
+    assert line.tags == {"host": "a", "region": "west"}
+    assert list(line.tags) == ["host", "region"]
+    assert line.fields == {
+        "usage": ("float64", 0.5),
+        "n": ("int64", 3),
+        "u": ("uint64", 4),
+        "ok": ("bool", True),
+        "s": ("utf8", "x"),
+    }
+    assert line.time_ns == 1_700_000_000_000_000_000
+    assert line.line_number == 1
+
+
+def test_lineprotocol_without_timestamp_uses_default_time():
+    assert one("m f=1").time_ns == NOW
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1", ("float64", 1.0)),
+        ("-1.5", ("float64", -1.5)),
+        ("1.0", ("float64", 1.0)),
+        ("-1.5e3", ("float64", -1500.0)),
+        ("1e-3", ("float64", 0.001)),
+        ("2E+2", ("float64", 200.0)),
+        ("1.5e3", ("float64", 1500.0)),
+        ("-0i", ("int64", 0)),
+        ("9223372036854775807i", ("int64", 9223372036854775807)),
+        ("-9223372036854775808i", ("int64", -9223372036854775808)),
+        ("18446744073709551615u", ("uint64", 18446744073709551615)),
+        ("0u", ("uint64", 0)),
+        ('""', ("utf8", "")),
+        ('"a b,c=d"', ("utf8", "a b,c=d")),
+        (r'"say \"hi\""', ("utf8", 'say "hi"')),
+        (r'"back\\slash"', ("utf8", "back\\slash")),
+        (r'"lone\back"', ("utf8", "lone\\back")),
+        ("t", ("bool", True)),
+        ("T", ("bool", True)),
+        ("true", ("bool", True)),
+        ("True", ("bool", True)),
+        ("TRUE", ("bool", True)),
+        ("f", ("bool", False)),
+        ("F", ("bool", False)),
+        ("false", ("bool", False)),
+        ("False", ("bool", False)),
+        ("FALSE", ("bool", False)),
+    ],
+)
+def test_lineprotocol_field_value_forms(text, expected):
+    assert one(f"m v={text} 1").fields == {"v": expected}
+    # the same value as the second of two fields (fast path splits, slow path must agree)
+    assert one(f"m a=1i,v={text}").fields["v"] == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("measurement", "Expected at least one space character, got end of input"),
+        (",", "Invalid measurement was provided"),
+        ("J,#", "Tag set malformed: could not find equals sign in `#`"),
+        ("J," + "a" * 200, "Tag set malformed: could not find equals sign in `aaaaaaaaaa...`"),
+        ("J,", "Expected tag key, got end of input"),
+        ("testmeasure, bar=1i", "Expected tag key, got ` bar=1i`"),
+        ("testmeasure, " + "b" * 200 + "=1i", "Expected tag key, got ` bbbbbbbbb...`"),
+        ("0,,=", "Expected tag value, got end of input"),
+        ("testmeasure,foo\\=\\,baz= bar=1i", "Expected tag value, got ` bar=1i`"),
+        ("testmeasure,foo=,baz= bar=1i", "Expected tag value, got `,baz= bar=...`"),
+        ("testmeasure,foo= sed=1i", "Expected tag value, got ` sed=1i`"),
+        ("testmeasure,foo=f bar=1i,baz=", "Could not parse entire line. Found trailing content: `baz=`"),
+        (
+            "testmeasure,foo=f bar=1i,ba" + "z" * 100 + "=",
+            "Could not parse entire line. Found trailing content: `bazzzzzzzz...`",
+        ),
+        ("\x1b# /", "No fields were provided"),
+        (":\x14\\", "Measurements, tag keys and values, and field keys may not end with a backslash"),
+        (
+            "testmeasure field=3.0 " + "1" + "8" * 71,
+            "Unable to parse timestamp value `1" + "8" * 71 + "`",
+        ),
+        (
+            "testmeasure field=66666666666666666666666666666666666666666666668i",
+            "Unable to parse integer value `66666666666666666666666666666666666666666666668`",
+        ),
+        ("m f=9223372036854775808i", "Unable to parse integer value `9223372036854775808`"),
+        ("m f=18446744073709551616u", "Unable to parse unsigned integer value `18446744073709551616`"),
+        ("cpu,host=a val= 123", "No fields were provided"),
+        ("foo 1234", "No fields were provided"),
+        ("m f=.5", "No fields were provided"),
+        ("m f=+1", "No fields were provided"),
+        ("m f=inf", "No fields were provided"),
+        ("m f=1.", "Could not parse entire line. Found trailing content: `.`"),
+        ("m f=1.5i", "Could not parse entire line. Found trailing content: `i`"),
+        ("m f=-1u", "Could not parse entire line. Found trailing content: `u`"),
+        ("m f=tru", "Could not parse entire line. Found trailing content: `ru`"),
+        ("m f=1 ", "Could not parse entire line. Found trailing content: ` `"),
+        ("m f=1 12 34", "Could not parse entire line. Found trailing content: `34`"),
+        ("m a=1,b=2,", "Could not parse entire line. Found trailing content: `,`"),
+        ("m a=1,b=2,c=", "Could not parse entire line. Found trailing content: `,c=`"),
+        ('m s="open', "No fields were provided"),
+        ("m\tf=1", "Expected at least one space character, got `\tf=1`"),
+        ("m,a=b\\\\ f=1", "Measurements, tag keys and values, and field keys may not end with a backslash"),
+        ("m f=1 123\r", "Could not parse entire line. Found trailing content: `\r`"),
+    ],
+)
+def test_lineprotocol_error_messages(body, message):
+    assert error_of(body) == message
+
+
+def test_lineprotocol_trailing_comma_after_first_field_is_accepted():
+    # the crate's list parser consumes the comma before failing on the second field
+    assert one("m a=1,").fields == {"a": ("float64", 1.0)}
+
+
+def test_lineprotocol_escapes():
+    line = one(r"my\ meas\,x,t\ k\=y=v\,a\ l\=z f\ k\,\=y=1i")
+    assert line.measurement == "my meas,x"
+    assert line.tags == {"t k=y": "v,a l=z"}
+    assert line.fields == {"f k,=y": ("int64", 1)}
+    # unknown escapes keep their backslash; measurement names may contain '='
+    assert one(r"a\bc,t=x\y f=1").measurement == "a\\bc"
+    assert one(r"a\bc,t=x\y f=1").tags == {"t": "x\\y"}
+    assert one("a=b f=1").measurement == "a=b"
+    # tag values may contain '=', tag keys may contain ','
+    assert one("m,k=a=b f=1").tags == {"k": "a=b"}
+    assert one("m,a,b=c f=1").tags == {"a,b": "c"}
+
+
+def test_lineprotocol_split_lines_keeps_quoted_and_escaped_newlines():
+    ok, errors = parse_lines('m s="a\nb" 1\nm s="c" 2', default_time_ns=NOW)
+    assert errors == []
+    assert [line.fields["s"][1] for line in ok] == ["a\nb", "c"]
+    assert [line.line_number for line in ok] == [1, 2]
+
+
+def test_lineprotocol_skips_blank_and_comment_lines():
+    body = "\n# a comment\n   \n\tm f=1 1\n  # indented comment\nm f=2 2\n"
+    ok, errors = parse_lines(body, precision="ns", default_time_ns=NOW)
+    assert errors == []
+    assert [(line.fields["f"][1], line.time_ns) for line in ok] == [(1.0, 1), (2.0, 2)]
+
+
+def test_lineprotocol_line_numbers_count_non_empty_lines_as_the_server():
+    # The server enumerates parser results (blank/comment lines skipped) and takes original_line
+    # from str::lines() at that same ordinal, so both shift when blank lines come first.
+    body = "m f=1\nbad\n\n# c\nm f=\nm f=2"
+    ok, errors = parse_lines(body, default_time_ns=NOW)
+    assert [line.line_number for line in ok] == [1, 4]
+    assert [e.to_json() for e in errors] == [
+        {
+            "error_message": "Expected at least one space character, got end of input",
+            "line_number": 2,
+            "original_line": "bad",
+        },
+        {"error_message": "No fields were provided", "line_number": 3, "original_line": ""},
+    ]
+
+
+def test_lineprotocol_error_json_key_order_and_truncation():
+    ok, errors = parse_lines("cpu,host=a val= 123\ncpu,host=abcdefghijklmnop val=", default_time_ns=NOW)
+    assert ok == []
+    assert [list(e.to_json()) for e in errors] == [["error_message", "line_number", "original_line"]] * 2
+    assert errors[0].original_line == "cpu,host=a val= 123"
+    assert errors[1].original_line == "cpu,host=abcdefghijk"
+    assert len(errors[1].original_line.encode()) == 20
+
+
+def test_lineprotocol_original_line_cut_respects_utf8():
+    assert truncate_original_line("a" * 19 + "é") == "a" * 19  # é is 2 bytes: not split
+    assert truncate_original_line("a" * 18 + "é") == "a" * 18 + "é"
+    assert truncate_original_line("€" * 10) == "€" * 6  # 18 bytes
+    assert LineError.for_line(3, "x" * 30, "m").original_line == "x" * 20
+
+
+@pytest.mark.parametrize(
+    ("ts", "expected_ns"),
+    [
+        (1_742_198_400, 1_742_198_400 * 10**9),  # seconds
+        (4_999_999_999, 4_999_999_999 * 10**9),
+        (5_000_000_000, 5_000_000_000 * 10**6),  # milliseconds from 5e9
+        (1_742_198_400_000, 1_742_198_400_000 * 10**6),
+        (5_000_000_000_000, 5_000_000_000_000 * 10**3),  # microseconds from 5e12
+        (1_742_198_400_000_000, 1_742_198_400_000_000 * 10**3),
+        (5_000_000_000_000_000, 5_000_000_000_000_000),  # nanoseconds from 5e15
+        (1_742_198_400_000_000_000, 1_742_198_400_000_000_000),
+        (0, 0),
+        (-1_742_198_400, -1_742_198_400 * 10**9),
+    ],
+)
+def test_lineprotocol_auto_precision_thresholds(ts, expected_ns):
+    assert one(f"m f=1 {ts}").time_ns == expected_ns
+    assert to_nanoseconds(ts, "auto") == expected_ns
+
+
+@pytest.mark.parametrize(
+    ("word", "factor"),
+    [("s", 10**9), ("second", 10**9), ("ms", 10**6), ("millisecond", 10**6), ("us", 10**3),
+     ("u", 10**3), ("microsecond", 10**3), ("ns", 1), ("n", 1), ("nanosecond", 1)],
+)  # fmt: skip
+def test_lineprotocol_explicit_precisions(word, factor):
+    assert one("m f=1 7", precision=word).time_ns == 7 * factor
+
+
+def test_lineprotocol_precision_words():
+    assert set(PRECISIONS) == {"auto", "s", "second", "ms", "millisecond", "us", "u", "microsecond",
+                               "ns", "n", "nanosecond"}  # fmt: skip
+    assert "auto" not in PRECISIONS_V1
+    assert normalize_precision("nanosecond") == "ns"
+    with pytest.raises(PrecisionError):
+        normalize_precision("auto", allow_auto=False)
+    with pytest.raises(PrecisionError):
+        normalize_precision("minutes")
+
+
+def test_lineprotocol_partial_body_keeps_valid_lines_in_order():
+    body = 'a f=1 1\nb f= 2\nc,t=x g=2i 3\nd\ne h="s" 5'
+    ok, errors = parse_lines(body, precision="s", default_time_ns=NOW)
+    assert [(line.measurement, line.line_number, line.time_ns) for line in ok] == [
+        ("a", 1, 10**9),
+        ("c", 3, 3 * 10**9),
+        ("e", 5, 5 * 10**9),
+    ]
+    assert [(e.line_number, e.original_line) for e in errors] == [(2, "b f= 2"), (4, "d")]
+
+
+def test_lineprotocol_empty_body_gives_nothing():
+    assert parse_lines("", default_time_ns=NOW) == ([], [])
+    assert parse_lines("\n\n# only comments\n", default_time_ns=NOW) == ([], [])
+
+
+def test_lineprotocol_seed_home_lines():
+    body = "\n".join(
+        f"home,room={room} temp={temp},hum={hum},co={co}i {1742198400 + 3600 * h}"
+        for h, (room, temp, hum, co) in enumerate(
+            [("Living\\ Room", 21.1, 35.9, 0), ("Kitchen", 21.0, 35.9, 0), ("Living\\ Room", 21.4, 35.9, 0)]
+        )
+    )
+    ok, errors = parse_lines(body, default_time_ns=NOW)
+    assert errors == []
+    assert [line.tags["room"] for line in ok] == ["Living Room", "Kitchen", "Living Room"]
+    assert ok[2].fields == {"temp": ("float64", 21.4), "hum": ("float64", 35.9), "co": ("int64", 0)}
+    assert ok[1].time_ns == 1_742_202_000 * 10**9
+
+
+def test_lineprotocol_raw_is_the_full_line():
+    long_line = "cpu,host=" + "h" * 50 + " f=1 1"
+    assert one(long_line).raw == long_line
+
+
+_name = st.text(st.characters(codec="utf-8", exclude_characters="\n\r\0"), min_size=1, max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.characters(codec="utf-8"), max_size=60))
+def test_lineprotocol_never_crashes_on_arbitrary_input(body):
+    ok, errors = parse_lines(body, default_time_ns=NOW)
+    for err in errors:
+        assert isinstance(err.error_message, str) and err.error_message
+        assert len(err.original_line.encode()) <= 20
+    assert all(line.fields for line in ok)
