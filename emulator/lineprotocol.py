@@ -193,10 +193,12 @@ MSG_STRING_TOO_LARGE = "String is greater than 64KB"
 
 _WS = " \t\n"
 _DIGITS = "0123456789"
-_MEAS_STOP = frozenset(" \t\n\0,\\")
-_TAG_KEY_STOP = frozenset(" \t\n=\\")
-_TAG_VALUE_STOP = frozenset(" \t\n,\\")
-_FIELD_KEY_STOP = _TAG_KEY_STOP
+# runs of ordinary characters (everything up to a boundary, separator or backslash)
+_MEAS_RUN = re.compile("[^ \t\n\0,\\\\]*")
+_TAG_KEY_RUN = re.compile("[^ \t\n=\\\\]*")
+_TAG_VALUE_RUN = re.compile("[^ \t\n,\\\\]*")
+_FIELD_KEY_RUN = _TAG_KEY_RUN
+_STRING_RUN = re.compile('[^"\\\\]*')
 _MEAS_ESCAPES = frozenset(", \\")
 _KEY_ESCAPES = frozenset("\\,= ")
 _BOOLS = (
@@ -215,15 +217,14 @@ _FLOAT_RE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 _INTEGRAL_RE = re.compile(r"-?[0-9]+")
 
 
-def _escaped(s: str, pos: int, stop: frozenset[str], escapes: frozenset[str]) -> tuple[str, int]:
+def _escaped(s: str, pos: int, run_re: re.Pattern[str], escapes: frozenset[str]) -> tuple[str, int]:
     """Port of ``escape_or_fallback``: read a name with backslash escapes from ``pos``."""
     n = len(s)
     start = pos
     out: list[str] = []
+    match_run = run_re.match
     while True:
-        run = pos
-        while run < n and s[run] not in stop:
-            run += 1
+        run = match_run(s, pos).end()  # type: ignore[union-attr]  # a * pattern always matches
         if run > pos:
             out.append(s[pos:run])
             pos = run
@@ -259,14 +260,14 @@ def _tag_set(s: str, pos: int) -> tuple[dict[str, str], int]:
     n = len(s)
     while True:
         try:
-            key, pos = _escaped(s, pos, _TAG_KEY_STOP, _KEY_ESCAPES)
+            key, pos = _escaped(s, pos, _TAG_KEY_RUN, _KEY_ESCAPES)
         except _Soft:
             raise _Hard(f"Expected tag key, got {_got(s[pos:])}") from None
         if pos >= n or s[pos] != "=":
             raise _Hard(f"Tag set malformed: could not find equals sign in `{_ctx(s[rem:])}`")
         pos += 1
         try:
-            value, pos = _escaped(s, pos, _TAG_VALUE_STOP, _KEY_ESCAPES)
+            value, pos = _escaped(s, pos, _TAG_VALUE_RUN, _KEY_ESCAPES)
         except _Soft:
             raise _Hard(f"Expected tag value, got {_got(s[pos:])}") from None
         tags[key] = value
@@ -308,9 +309,7 @@ def _string_value(s: str, pos: int) -> tuple[str, int]:
                 out.append("\\")
                 pos += 1
             continue
-        end = pos
-        while end < n and s[end] != "\\" and s[end] != '"':
-            end += 1
+        end = _STRING_RUN.match(s, pos).end()  # type: ignore[union-attr]
         out.append(s[pos:end])
         pos = end
     value = "".join(out)
@@ -349,7 +348,7 @@ def _field_value(s: str, pos: int) -> tuple[FieldValue, int]:
 
 
 def _one_field(s: str, pos: int) -> tuple[str, FieldValue, int]:
-    key, pos = _escaped(s, pos, _FIELD_KEY_STOP, _KEY_ESCAPES)
+    key, pos = _escaped(s, pos, _FIELD_KEY_RUN, _KEY_ESCAPES)
     if pos >= len(s) or s[pos] != "=":
         raise _Soft()
     value, pos = _field_value(s, pos + 1)
@@ -387,7 +386,7 @@ def _field_set(s: str, pos: int) -> tuple[dict[str, FieldValue], int]:
 def _parse_slow(s: str) -> tuple[str, dict[str, str], dict[str, FieldValue], int | None]:
     """Parse one trimmed, non-empty line; raise _Soft/_Hard with the server's message."""
     try:
-        measurement, pos = _escaped(s, 0, _MEAS_STOP, _MEAS_ESCAPES)
+        measurement, pos = _escaped(s, 0, _MEAS_RUN, _MEAS_ESCAPES)
     except _Soft:
         raise _Soft(MSG_INVALID_MEASUREMENT) from None
     n = len(s)
@@ -416,40 +415,70 @@ def _parse_slow(s: str) -> tuple[str, dict[str, str], dict[str, FieldValue], int
 # --- line splitting ---------------------------------------------------------------------------
 
 
+_SCAN_RE = re.compile(r'[\\ =,"]')
+
+
+class _ScanState:
+    """Go ``scanLine`` state carried across the newlines of one logical line."""
+
+    __slots__ = ("quoted", "fields", "in_escape", "equals", "commas")
+
+    def __init__(self) -> None:
+        self.quoted = self.fields = self.in_escape = False
+        self.equals = self.commas = 0
+
+    def line_continues(self, piece: str) -> bool:
+        """Scan ``piece``; True when the newline after it does not end the line."""
+        skip_to = -1
+        for m in _SCAN_RE.finditer(piece):
+            pos = m.start()
+            if pos < skip_to:
+                continue
+            if self.in_escape:
+                self.in_escape = False
+                if pos == skip_to:
+                    continue
+            c = m.group()
+            if c == "\\":
+                self.in_escape = True
+                skip_to = pos + 1  # the next character is escaped, whatever it is
+                continue
+            if c == " ":
+                self.fields = True
+            elif self.fields:
+                if not self.quoted and c == "=":
+                    self.equals += 1
+                elif not self.quoted and c == ",":
+                    self.commas += 1
+                elif c == '"' and self.equals > self.commas:
+                    self.quoted = not self.quoted
+        if self.in_escape and skip_to == len(piece):
+            self.in_escape = False  # the escaped character is the newline itself
+            return True
+        self.in_escape = False
+        return self.quoted
+
+
 def _split_lines(body: str) -> list[str]:
     """Go ``scanLine`` semantics: newlines inside quoted field values or after ``\\`` don't split."""
+    pieces = body.split("\n")
     if '"' not in body and "\\" not in body:
-        return body.split("\n")
+        return pieces
     out: list[str] = []
-    quoted = fields = in_escape = False
-    equals = commas = 0
-    start = 0
-    for i, c in enumerate(body):
-        if in_escape:
-            in_escape = False
+    i = 0
+    count = len(pieces)
+    while i < count:
+        piece = pieces[i]
+        if "\\" not in piece and '"' not in piece:
+            out.append(piece)
+            i += 1
             continue
-        if c == "\\":
-            in_escape = True
-            continue
-        if c == " ":
-            fields = True
-            continue
-        if fields:
-            if not quoted and c == "=":
-                equals += 1
-                continue
-            if not quoted and c == ",":
-                commas += 1
-                continue
-            if c == '"' and equals > commas:
-                quoted = not quoted
-                continue
-        if c == "\n" and not quoted:
-            out.append(body[start:i])
-            start = i + 1
-            quoted = fields = False
-            equals = commas = 0
-    out.append(body[start:])
+        state = _ScanState()
+        start = i
+        while state.line_continues(pieces[i]) and i + 1 < count:
+            i += 1
+        out.append("\n".join(pieces[start : i + 1]))
+        i += 1
     return out
 
 
@@ -476,14 +505,8 @@ def _rust_lines(body: str) -> list[str]:
 
 # --- fast path --------------------------------------------------------------------------------
 
-# Integers are limited to 18 (int64) / 19 (uint64) digits here so no range check is needed;
-# longer ones take the slow path, which checks the range and reports the server's error.
-_FAST_FIELDS_RE = re.compile(
-    r"(?:[^,=\s]+=(?:-?[0-9]{1,18}i|-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|[0-9]{1,19}u"
-    r"|t|T|true|True|TRUE|f|F|false|False|FALSE)(?:,(?!$)|$))+",
-    re.ASCII,
-)
-_IRREGULAR = frozenset('\\"\t\r\0#')
+_IRREGULAR_RE = re.compile('[\\\\"\t\r\0]')
+_IRREGULAR_CHARS = ("\\", '"', "\t", "\r", "\0")
 
 
 def _fast_series(series: str, cache: dict[str, tuple[str, dict[str, str]] | None]):
@@ -511,61 +534,109 @@ def _fast_series(series: str, cache: dict[str, tuple[str, dict[str, str]] | None
     return result
 
 
-# Deleting the number characters from a validated field set leaves a "shape" string such as
-# ``f=,f=i,f=t`` whose value residues ("" float, "e"/"E+"… float with exponent, "i" int64,
-# "u" uint64, bool words) give the value types by position; keys come from the split.
+# Deleting the number characters from a field set leaves a "shape" string such as
+# ``f=,f=i,f=t`` whose value residues give the value kinds by position: "" float, "e"/"E"/"e+"/"E+"
+# float with exponent, "i" int64, "u" uint64, a bool word. Conversions then check the numbers
+# (``float``/``int`` raise on malformed text); the few texts Python accepts but line protocol
+# rejects (".5", "1.", "-.5", "1.e5") and out-of-range integers are sent to the slow path.
 _SHAPE_TABLE = str.maketrans("", "", "0123456789.-")
 _BOOL_WORDS: dict[str, bool] = dict(_BOOLS)
+_FLOAT_RESIDUES = frozenset(("", "e", "E", "e+", "E+"))
 _INT_KIND = ("int64", int)
 _UINT_KIND = ("uint64", int)
 _FLOAT_KIND = ("float64", float)
 _BOOL_KIND = ("bool", _BOOL_WORDS.__getitem__)
 
-#: A field-set shape: value types and converters by position, and whether i/u suffixes occur.
-_FieldShape = tuple[tuple[str, ...], tuple[Any, ...], bool]
+
+class _FieldShape(NamedTuple):
+    """Types and converters by position for one shape string, plus integer-check helpers."""
+
+    types: tuple[str, ...]
+    convs: tuple[Any, ...]
+    has_suffix: bool
+    ints: Any  # itemgetter over int64/uint64 positions (one position: still returns a tuple)
+    uints: Any  # itemgetter over uint64 positions
 
 
-def _shape_for(shape_text: str) -> _FieldShape:
-    """Types and converters by position for a shape string (see ``_SHAPE_TABLE``)."""
+def _getter(positions: list[int]) -> Any:
+    if not positions:
+        return None
+    if len(positions) == 1:
+        pos = positions[0]
+        return lambda values: (values[pos],)
+    return operator.itemgetter(*positions)
+
+
+def _shape_for(shape_text: str) -> _FieldShape | None:
+    """The shape of a field set, or None when it is not a plain ``k=v,…`` list of known kinds."""
     types: list[str] = []
     convs: list[Any] = []
-    has_suffix = False
-    for pair in shape_text.split(","):
-        residue = pair.partition("=")[2]
-        if residue == "i":
+    ints: list[int] = []
+    uints: list[int] = []
+    for position, pair in enumerate(shape_text.split(",")):
+        _, sep, residue = pair.partition("=")
+        if not sep:
+            return None
+        if residue in _FLOAT_RESIDUES:
+            kind = _FLOAT_KIND
+        elif residue == "i":
             kind = _INT_KIND
-            has_suffix = True
+            ints.append(position)
         elif residue == "u":
             kind = _UINT_KIND
-            has_suffix = True
+            ints.append(position)
+            uints.append(position)
         elif residue in _BOOL_WORDS:
             kind = _BOOL_KIND
         else:
-            kind = _FLOAT_KIND
+            return None
         types.append(kind[0])
         convs.append(kind[1])
-    return tuple(types), tuple(convs), has_suffix
+    return _FieldShape(tuple(types), tuple(convs), bool(ints), _getter(ints), _getter(uints))
 
 
-def _fast_fields(text: str, shapes: dict[str, _FieldShape]) -> dict[str, FieldValue] | None:
+_INVALID_SHAPE: Any = object()
+
+
+def _fast_fields(text: str, shapes: dict[str, Any]) -> dict[str, FieldValue] | None:
     """A field set without escapes or quotes, converted through a per-shape converter table."""
-    if _FAST_FIELDS_RE.fullmatch(text) is None:
-        return None
     shape_text = text.translate(_SHAPE_TABLE)
     shape = shapes.get(shape_text)
     if shape is None:
-        shape = _shape_for(shape_text)
+        shape = _shape_for(shape_text) or _INVALID_SHAPE
         if len(shapes) < 4096:
             shapes[shape_text] = shape
-    if shape[2]:
+    if shape is _INVALID_SHAPE:
+        return None
+    if (
+        text[0] == "="
+        or ",=" in text
+        or "=." in text
+        or ".," in text
+        or "-." in text
+        or ".e" in text
+        or ".E" in text
+        or text[-1] == "."
+    ):
+        return None  # empty key or a number form Python accepts and line protocol does not
+    if shape.has_suffix:
         # only integer values end in i/u (bool words end in e/t/f/E/T/F; keys precede "=")
         text = text.replace("i,", ",").replace("u,", ",")
         if text[-1] in "iu":
             text = text[:-1]
     parts = text.replace("=", ",").split(",")
     keys = parts[0::2]
-    values = map(operator.call, shape[1], parts[1::2])
-    fields = dict(zip(keys, zip(shape[0], values, strict=False), strict=False))
+    values = parts[1::2]
+    if shape.ints is not None:
+        ints = shape.ints(values)
+        if max(map(len, ints)) > 18:
+            return None  # possibly out of range: the slow path checks and reports
+        if shape.uints is not None and "-" in "".join(shape.uints(values)):
+            return None
+    try:
+        fields = dict(zip(keys, zip(shape.types, map(operator.call, shape.convs, values))))  # noqa: B905
+    except (ValueError, KeyError):
+        return None  # malformed number or bool word: the slow path reports it
     if len(fields) != len(keys):
         return None  # a duplicate key: the slow path decides
     return fields
@@ -610,7 +681,9 @@ def _parse_body(body: str, multiplier: int, default_time_ns: int) -> tuple[list[
         raw_lines = segments
     series_cache: dict[str, tuple[str, dict[str, str]] | None] = {}
     shapes: dict[str, _FieldShape] = {}
-    regular = _IRREGULAR.isdisjoint
+    # lines of a body without backslashes, quotes, tabs, CRs or NULs need no per-line check
+    check_lines = any(c in body for c in _IRREGULAR_CHARS)
+    irregular = _IRREGULAR_RE.search
     append = parsed.append
     ordinal = 0
     for seg in segments:
@@ -620,7 +693,7 @@ def _parse_body(body: str, multiplier: int, default_time_ns: int) -> tuple[list[
                 continue
         ordinal += 1
         result = None
-        if regular(seg):
+        if not (check_lines and irregular(seg)):
             parts = seg.split(" ")
             nparts = len(parts)
             if nparts == 2 or nparts == 3:

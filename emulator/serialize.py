@@ -142,17 +142,62 @@ def _decode(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return column
 
 
+def _pad(values: pa.ChunkedArray | pa.Array, width: int) -> pa.ChunkedArray | pa.Array:
+    return pc.utf8_lpad(pc.cast(values, pa.string()), width=width, padding="0")
+
+
 def _time_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """``YYYY-MM-DDTHH:MM:SS[.fff|.ffffff|.fffffffff]`` (no zone suffix) for a timestamp column."""
-    unit = column.type.unit
-    if unit != "ns":
-        column = column.cast(pa.timestamp("ns", column.type.tz))
-    if column.type.tz is not None:
-        column = column.cast(pa.timestamp("ns"))
-    text = pc.strftime(column, format="%Y-%m-%dT%H:%M:%S")
-    text = pc.replace_substring_regex(text, pattern=r"\.000000000$", replacement="")
-    text = pc.replace_substring_regex(text, pattern=r"(\.[0-9]{3})000000$", replacement=r"\1")
-    return pc.replace_substring_regex(text, pattern=r"(\.[0-9]{6})000$", replacement=r"\1")
+    """``YYYY-MM-DDTHH:MM:SS[.fff|.ffffff|.fffffffff]`` (no zone suffix) for a timestamp column.
+
+    Built from vectorised date parts (pyarrow's strftime is several times slower)."""
+    if column.type.unit != "ns" or column.type.tz is not None:
+        column = column.cast(pa.timestamp("ns", column.type.tz)).cast(pa.timestamp("ns"))
+    whole = pc.floor_temporal(column, unit="second")  # Timestamp(ns) spans years 1677-2262 only
+    text = pc.binary_join_element_wise(
+        _pad(pc.year(whole), 4), "-", _pad(pc.month(whole), 2), "-", _pad(pc.day(whole), 2), "T",
+        _pad(pc.hour(whole), 2), ":", _pad(pc.minute(whole), 2), ":", _pad(pc.second(whole), 2), "",
+    )  # fmt: skip
+    frac = pc.subtract(column.cast(pa.int64()), whole.cast(pa.int64()))
+    if not pc.any(pc.not_equal(frac, 0)).as_py():
+        return text
+    millis_only = pc.equal(pc.subtract(frac, pc.multiply(pc.divide(frac, 1_000_000), 1_000_000)), 0)
+    micros_only = pc.equal(pc.subtract(frac, pc.multiply(pc.divide(frac, 1_000), 1_000)), 0)
+    fraction = pc.case_when(
+        pc.make_struct(pc.equal(frac, 0), millis_only, micros_only),
+        "",
+        pc.binary_join_element_wise(".", _pad(pc.divide(frac, 1_000_000), 3), ""),
+        pc.binary_join_element_wise(".", _pad(pc.divide(frac, 1_000), 6), ""),
+        pc.binary_join_element_wise(".", _pad(frac, 9), ""),
+    )
+    return pc.binary_join_element_wise(text, fraction, "")
+
+
+def _float_text(column: pa.ChunkedArray | pa.Array, python_fn: Callable[[float], str]) -> pa.Array:
+    """Floats as ryu text: Arrow's cast where it provably matches (round-trips, no exponent,
+    magnitude in [1e-4, 1e15) or zero, ``.0`` appended to whole numbers), Python elsewhere."""
+    column = column.cast(pa.float64())
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    text = pc.cast(column, pa.string())
+    magnitude = pc.abs(column)
+    ok = pc.and_(
+        pc.equal(pc.cast(text, pa.float64()), column),
+        pc.and_(
+            pc.invert(pc.match_substring(text, "e")),
+            pc.or_(
+                pc.equal(magnitude, 0),
+                pc.and_(pc.greater_equal(magnitude, 1e-4), pc.less(magnitude, 1e15)),
+            ),
+        ),
+    )
+    ok = pc.fill_null(ok, True)  # null cells stay null below
+    text = pc.if_else(pc.match_substring(text, "."), text, pc.binary_join_element_wise(text, ".0", ""))
+    bad = pc.invert(ok)
+    if pc.any(bad).as_py():
+        slow_values = column.filter(bad).to_pylist()
+        replacement = pa.array([python_fn(v) for v in slow_values], pa.string())
+        text = pc.replace_with_mask(text, bad, replacement)
+    return text
 
 
 def _python_map(column: pa.ChunkedArray, fn: Callable[[object], str]) -> pa.Array:
@@ -178,7 +223,7 @@ def _json_values(column: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
     if pa.types.is_integer(t) or pa.types.is_boolean(t):
         return column.cast(pa.string())
     if pa.types.is_floating(t):
-        return _python_map(column, _json_float)
+        return _float_text(column, _json_float)
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
         return _json_string(column)
     if pa.types.is_null(t):
@@ -195,7 +240,7 @@ def _display_values(column: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
     if pa.types.is_integer(t) or pa.types.is_boolean(t):
         return column.cast(pa.string())
     if pa.types.is_floating(t):
-        return _python_map(column, ryu_float)
+        return _float_text(column, ryu_float)
     if pa.types.is_null(t):
         return pa.nulls(len(column), pa.string())
     return column.cast(pa.string())
@@ -274,25 +319,23 @@ def _write_csv(table: pa.Table) -> bytes:
 
 
 def _write_pretty(table: pa.Table) -> bytes:
+    """arrow's pretty table; widths count code points (comfy-table counts display width)."""
     names = table.column_names
-    columns = [
-        [("" if v is None else v) for v in _display_values(column).to_pylist()] for column in table.columns
-    ]
-    widths = [len(name) for name in names]
-    for i, values in enumerate(columns):
-        for value in values:
-            if len(value) > widths[i]:
-                widths[i] = len(value)
+    cells = []
+    widths = []
+    for name, column in zip(names, table.columns, strict=True):
+        text = pc.fill_null(_display_values(column), "")
+        longest = pc.max(pc.utf8_length(text)).as_py() if len(text) else 0
+        width = max(len(name), longest or 0)
+        widths.append(width)
+        cells.append(pc.utf8_rpad(text, width=width, padding=" "))
     border = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
-
-    def row(cells: list[str]) -> str:
-        return "|" + "|".join(f" {c.ljust(w)} " for c, w in zip(cells, widths, strict=True)) + "|"
-
-    lines = [border, row(names), border]
-    for r in range(table.num_rows):
-        lines.append(row([values[r] for values in columns]))
-    lines.append(border)
-    return "\n".join(lines).encode("utf-8")
+    header = "|" + "|".join(f" {name.ljust(w)} " for name, w in zip(names, widths, strict=True)) + "|"
+    head = f"{border}\n{header}\n{border}\n".encode()
+    if table.num_rows == 0 or not cells:
+        return head + border.encode()
+    rows = pc.binary_join_element_wise("| ", pc.binary_join_element_wise(*cells, " | "), " |\n", "")
+    return head + _concat_rows(rows) + border.encode()
 
 
 def _write_parquet(table: pa.Table) -> bytes:

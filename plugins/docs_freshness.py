@@ -43,7 +43,7 @@ import os
 import re
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import requests
 
@@ -69,7 +69,7 @@ _ENV_NAMES = {
 _DEFAULT_KAPA_TOKEN_FILE = "/run/secrets/kapa_token"
 _SEVERITY_RANK = {"info": 1, "warning": 2}
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _KAPA_PAGE_SIZE = 100
 _KAPA_MAX_PAGES = 50
 _USER_AGENT = "aichat-stack-docs-freshness"
@@ -214,7 +214,7 @@ def _ns(moment):
 def _ns_to_iso(ns):
     """RFC 3339 text with nanoseconds, usable as a $parameter compared with `time`."""
     seconds, fraction = divmod(int(ns), 1_000_000_000)
-    whole = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    whole = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{whole}.{fraction:09d}Z"
 
 
@@ -225,7 +225,7 @@ def _parse_ts(value):
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         return None
-    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _query(influxdb3_local, log, sql, params):
@@ -457,7 +457,7 @@ def process_writes(influxdb3_local, table_batches, args=None):
     if not _relevant(table_batches, cfg):
         log.info(f"no new gh rows for {cfg['repo']}@{cfg['base']}; skipped")
         return
-    _evaluate(influxdb3_local, cfg, log, datetime.now(timezone.utc))
+    _evaluate(influxdb3_local, cfg, log, datetime.now(UTC))
 
 
 def process_scheduled_call(influxdb3_local, call_time, args=None):
@@ -471,5 +471,5 @@ def process_scheduled_call(influxdb3_local, call_time, args=None):
     log, cfg = _configured(influxdb3_local, args)
     if cfg is None:
         return
-    now = call_time.astimezone(timezone.utc) if isinstance(call_time, datetime) else datetime.now(timezone.utc)
+    now = call_time.astimezone(UTC) if isinstance(call_time, datetime) else datetime.now(UTC)
     _evaluate(influxdb3_local, cfg, log, now)

@@ -42,7 +42,7 @@ import os
 import re
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import requests
 
@@ -72,7 +72,7 @@ _PERIOD_RE = re.compile(r"^([1-9][0-9]{0,4})([hd])$")
 _MAX_WINDOW = timedelta(days=366)
 _PAGE_SIZE = 100
 _USER_AGENT = "aichat-stack-github-prs"
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _GRAPHQL_QUERY = """
 query($owner: String!, $name: String!, $base: String!, $cursor: String) {
   rateLimit { cost remaining resetAt }
@@ -192,8 +192,8 @@ def _parse_since(text, now):
     except ValueError:
         raise ConfigError(f"invalid since {text!r}: use ISO 8601, e.g. 2025-03-01T00:00:00Z") from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    parsed = parsed.astimezone(timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
+    parsed = parsed.astimezone(UTC)
     if parsed > now:
         raise ConfigError(f"invalid since {text!r}: it is in the future")
     if now - parsed > _MAX_WINDOW:
@@ -369,8 +369,8 @@ class _GitHub:
 def _parse_ts(text):
     parsed = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
 
 
 def _ns(moment):
@@ -610,7 +610,7 @@ def process_request(influxdb3_local, query_parameters, request_headers, request_
         (dict, status): 200 with the collection summary, 400 for bad input, 502 when GitHub failed.
     """
     log = _Log(influxdb3_local)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     try:
         overrides, body_token = _request_overrides(query_parameters, request_body)
         cfg = _load_config(args, now, "day", log, overrides, body_token)
@@ -641,7 +641,7 @@ def process_scheduled_call(influxdb3_local, call_time, args=None):
         args: trigger arguments (see the metadata above), or None.
     """
     log = _Log(influxdb3_local)
-    now = call_time.astimezone(timezone.utc) if isinstance(call_time, datetime) else datetime.now(timezone.utc)
+    now = call_time.astimezone(UTC) if isinstance(call_time, datetime) else datetime.now(UTC)
     try:
         cfg = _load_config(args, now, "week", log)
     except ConfigError as exc:

@@ -39,7 +39,7 @@ import os
 import re
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import requests
 
@@ -62,7 +62,7 @@ _BODY_FIELDS = ("project_id", "integration_id", "kapa_token")
 _QUERY_FIELDS = ("project_id", "integration_id")
 _TOKEN_QUERY_KEYS = ("kapa_token", "token", "api_key", "x-api-key", "x_api_key", "apikey")
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _USER_AGENT = "aichat-stack-kapa-sources"
 
 
@@ -299,7 +299,7 @@ def _parse_ts(value):
     except ValueError:
         return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed
 
 

@@ -277,7 +277,10 @@ def start_server(
         token_path = tmp_path / "admin-token.json"
         token = make_token_file(token_path)
     pdir = Path(plugin_dir) if plugin_dir is not None else None
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("INFLUXDB3_")}
+    # The server must not inherit an activated venv as its plugin venv (VIRTUAL_ENV is --virtual-env-location).
+    full_env = {
+        k: v for k, v in os.environ.items() if not k.startswith("INFLUXDB3_") and k != "VIRTUAL_ENV"
+    }
     full_env["PYTHONUNBUFFERED"] = "1"
     if env:
         full_env.update(env)

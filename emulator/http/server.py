@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from emulator.auth import TokenFileError, TokenStore, extract_token
 from emulator.config import ServeConfig, log_level
@@ -53,6 +53,24 @@ AUTHZ_PATHS = {
 P_PARAM_PATHS = frozenset({"/query", "/write"})
 POOL_WORKERS = 64
 
+
+
+class _ExactResponse(web.Response):
+    """A response that sends only the headers we set.
+
+    aiohttp adds ``Content-Type: application/octet-stream`` to any body without one and a ``Server`` header;
+    the real server sends neither (a request plugin's 500 has no Content-Type, reference processing §2).
+    """
+
+    def __init__(self, *args, omit_content_type: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._omit_content_type = omit_content_type
+
+    async def _write_headers(self) -> None:
+        if self._omit_content_type:
+            self._headers.pop(hdrs.CONTENT_TYPE, None)
+        self._headers.pop(hdrs.SERVER, None)
+        await super()._write_headers()
 
 class StartupError(RuntimeError):
     """A startup failure reported as one line on stderr with a non-zero exit code."""
@@ -128,7 +146,12 @@ class HttpServer:
             headers["Content-Type"] = resp.content_type
         headers.update(resp.headers)
         self.metrics.count_request(method, matched, resp.status)
-        return web.Response(status=resp.status, body=resp.body or None, headers=headers)
+        return _ExactResponse(
+            status=resp.status,
+            body=resp.body or None,
+            headers=headers,
+            omit_content_type="Content-Type" not in headers,
+        )
 
     # -- the one handler --------------------------------------------------------------------------
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:

@@ -51,7 +51,7 @@ WAL_QUEUE_SIZE = 60
 #: the rest of the emulator keeps serving.
 RETRY_YIELD_S = 0.005
 #: How long stop() waits for a worker; a hung plugin thread is abandoned (daemon), never killed.
-STOP_JOIN_S = 2.0
+STOP_JOIN_S = 1.0
 ENGINE_PREFIX = "/api/v3/engine/"
 NOT_FOUND_BODY = b'{error: "not found"}'
 INTERNAL_DB = "_internal"
@@ -163,7 +163,11 @@ class TriggerRunner:
     # ------------------------------------------------------------------------------------------ schedule
     def _schedule_loop(self) -> None:
         schedule = self.spec.schedule()
-        due = schedule.next_after(datetime.now(UTC))
+        try:
+            due = schedule.next_after(datetime.now(UTC))
+        except ValueError as exc:  # e.g. every:0s, which the server cannot schedule either
+            log.error("processing engine: trigger %s cannot be scheduled: %s", self.record.trigger_name, exc)
+            return
         while not self.stopped and due is not None:
             wait_s = due.timestamp() - time.time()
             if wait_s > 0 and self.stop_event.wait(min(wait_s, 1.0)):
@@ -296,6 +300,8 @@ class ProcessingEngine:
             runners = list(self._running.values())
             self._running.clear()
             self._request_paths.clear()
+        for runner in runners:  # signal every worker first, so hung ones do not delay the others
+            runner.stop_event.set()
         for runner in runners:
             runner.stop()
 
@@ -410,7 +416,10 @@ class ProcessingEngine:
             if runner is not None:
                 self._stop_runner(runner)
         elif runner is None:
-            self._start_trigger(record_with(record, disabled=False))
+            try:
+                self._start_trigger(record_with(record, disabled=False))
+            except PluginError as exc:
+                raise text_error(500, f"Plugin error: {exc}") from None
         if record.disabled != disabled:
             record.disabled = disabled
             self.engine.catalog.put_trigger(db, name, record.to_dict())

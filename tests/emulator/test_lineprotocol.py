@@ -301,3 +301,93 @@ def test_lineprotocol_never_crashes_on_arbitrary_input(body):
         assert isinstance(err.error_message, str) and err.error_message
         assert len(err.original_line.encode()) <= 20
     assert all(line.fields for line in ok)
+
+
+# --- fast path vs the grammar port ------------------------------------------------------------
+
+_value_chars = st.sampled_from(list("0123456789.-+eEiutTfFrualsRUALS") + ["", "1", "12"])
+_field_value = st.lists(_value_chars, max_size=6).map("".join)
+_field_key = st.sampled_from(["a", "b", "f1", "x-y", "1", "-", "k.e", ""])
+_field_set = st.lists(st.tuples(_field_key, _field_value), min_size=1, max_size=4).map(
+    lambda pairs: ",".join(f"{k}={v}" for k, v in pairs)
+)
+
+
+def _slow(line: str):
+    from emulator.lineprotocol import _Hard, _parse_slow, _Soft
+
+    try:
+        return _parse_slow(line)
+    except (_Soft, _Hard) as exc:
+        return exc.message
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    fields=_field_set,
+    extra=st.sampled_from(["", ",", ",,", "=", ",a", " 1", " -1", " 12 ", " x", " 99999999999999999999"]),
+    big=st.sampled_from(["", "123456789012345678", "1234567890123456789", "99999999999999999999"]),
+)
+def test_lineprotocol_fast_path_agrees_with_grammar(fields, extra, big):
+    line = f"m,t=v {fields}{big}{extra}"
+    ok, errors = parse_lines(line, precision="ns", default_time_ns=NOW)
+    expected = _slow(line)
+    if isinstance(expected, str):
+        assert ok == []
+        assert [e.error_message for e in errors] == [expected]
+    else:
+        assert errors == []
+        measurement, tags, got_fields, ts = expected
+        assert (ok[0].measurement, ok[0].tags, ok[0].fields) == (measurement, tags, got_fields)
+        assert ok[0].time_ns == (NOW if ts is None else ts)
+        for key, (kind, value) in ok[0].fields.items():
+            assert type(value) is {"int64": int, "uint64": int, "float64": float, "utf8": str, "bool": bool}[kind], key
+
+
+def _reference_split(body: str) -> list[str]:
+    """Character-by-character port of Go's scanLine, the model for the line splitter."""
+    out: list[str] = []
+    quoted = fields = in_escape = False
+    equals = commas = 0
+    start = 0
+    for i, c in enumerate(body):
+        if in_escape:
+            in_escape = False
+            continue
+        if c == "\\":
+            in_escape = True
+            continue
+        if c == " ":
+            fields = True
+            continue
+        if fields:
+            if not quoted and c == "=":
+                equals += 1
+                continue
+            if not quoted and c == ",":
+                commas += 1
+                continue
+            if c == '"' and equals > commas:
+                quoted = not quoted
+                continue
+        if c == "\n" and not quoted:
+            out.append(body[start:i])
+            start = i + 1
+            quoted = fields = False
+            equals = commas = 0
+    out.append(body[start:])
+    return out
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.sampled_from(["a", " ", "=", ",", '"', "\\", "\n", "b=1"]), max_size=30).map("".join))
+def test_lineprotocol_line_splitter_matches_go_scanline(body):
+    from emulator.lineprotocol import _split_lines
+
+    assert _split_lines(body) == _reference_split(body)
+
+
+def test_lineprotocol_escaped_newline_joins_lines():
+    ok, errors = parse_lines("m,t=a\\\nb f=1 1", precision="ns", default_time_ns=NOW)
+    assert errors == []
+    assert ok[0].tags == {"t": "a\\\nb"}

@@ -476,3 +476,49 @@ def test_processing_trigger_table_trigger_latency_at_default_flush(tmp_path: Pat
                         deadline_s=5)
         ran_at = datetime.fromisoformat(rows[0]["event_time"]).replace(tzinfo=UTC).timestamp()
         assert ran_at - acked < 1.5
+
+
+def test_processing_trigger_cpu_bound_plugin_leaves_the_server_serving(tmp_path: Path) -> None:
+    plugin_dir = tmp_path / "plugins"
+    plugin_dir.mkdir()
+    (plugin_dir / "spin.py").write_text(textwrap.dedent("""
+        def process_writes(influxdb3_local, table_batches, args=None):
+            influxdb3_local.info("spinning")
+            while True:
+                pass
+        """))
+    (plugin_dir / "echo.py").write_text(textwrap.dedent(PLUGINS["echo.py"]))
+    with start_server(tmp_path / "s", plugin_dir=plugin_dir) as server:
+        server.session.post(f"{server.url}/api/v3/configure/database", json={"db": "spin"}, timeout=10)
+        assert create(server, body_for("spin", "spin", "table:s", plugin="spin.py")).status_code == 200
+        assert create(server, body_for("spin", "echo", "request:echo")).status_code == 200
+        server.session.post(f"{server.url}/api/v3/write_lp", params={"db": "spin"}, data="s v=1i 1", timeout=10)
+        wait_for(lambda: "spinning" in texts(logs_of(server, "spin", "spin")))
+        for i in range(3):
+            started = time.monotonic()
+            r = server.session.post(f"{server.url}/api/v3/write_lp", params={"db": "spin"}, data=f"x v={i}i {i}",
+                                    timeout=10)
+            assert r.status_code == 204 and time.monotonic() - started < 1.0
+        assert sql(server, "spin", "SELECT count(*) AS n FROM x") == [{"n": 3}]
+        assert server.session.post(f"{server.url}/api/v3/engine/echo", timeout=10).status_code == 200
+
+
+def test_processing_trigger_directory_plugin_and_directory_upload(srv: ServerProcess, db: str) -> None:
+    plugin_dir = srv.plugin_dir
+    assert plugin_dir is not None
+    pkg = plugin_dir / "pe_dir_plugin"
+    pkg.mkdir()
+    (pkg / "helper.py").write_text("ANSWER = 'from sibling'\n")
+    (pkg / "__init__.py").write_text("from .helper import ANSWER\n"
+                                     "def process_request(influxdb3_local, q, h, b, args=None):\n"
+                                     "    return ANSWER\n")
+    assert create(srv, body_for(db, "pkg", "request:pkg", plugin="pe_dir_plugin")).status_code == 200
+    assert srv.session.get(f"{srv.url}/api/v3/engine/pkg", timeout=10).text == "from sibling"
+    (plugin_dir / "not_a_pkg").mkdir()
+    r = create(srv, body_for(db, "nopkg", "request:nopkg", plugin="not_a_pkg"))
+    assert (r.status_code, r.text) == (500, "Plugin error: Multi-file plugin directory must contain __init__.py")
+    files = [{"relative_path": "__init__.py", "content": "X = 1\n"}, {"relative_path": "sub/more.py", "content": ""}]
+    r = srv.session.put(f"{srv.url}/api/v3/plugins/directory", json={"plugin_name": "pkg", "files": files},
+                        timeout=10)
+    assert (r.status_code, r.text) == (200, "")
+    assert sorted(p.relative_to(pkg).as_posix() for p in pkg.rglob("*.py")) == ["__init__.py", "sub/more.py"]

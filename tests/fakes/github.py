@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -31,7 +31,7 @@ _DOCS = "https://docs.github.com/rest"
 
 def iso(moment: datetime | None) -> str | None:
     """GitHub's timestamp format (UTC, whole seconds, Z)."""
-    return None if moment is None else moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -94,7 +94,7 @@ class FakeGitHub(FakeServer):
             if number is None:
                 number = self._next_number
             self._next_number = max(self._next_number, number + 1)
-            reference = merged_at or updated_at or datetime.now(timezone.utc)
+            reference = merged_at or updated_at or datetime.now(UTC)
             pr = PullRequest(
                 number=number,
                 title=title or f"Change number {number}",
@@ -143,7 +143,7 @@ class FakeGitHub(FakeServer):
             "x-ratelimit-limit": str(self.rate_limit),
             "x-ratelimit-remaining": str(max(0, self.rate_limit - used)),
             "x-ratelimit-used": str(used),
-            "x-ratelimit-reset": str(int(datetime.now(timezone.utc).timestamp()) + 3600),
+            "x-ratelimit-reset": str(int(datetime.now(UTC).timestamp()) + 3600),
             "x-ratelimit-resource": "graphql" if request.kind == "graphql" else "core",
         }
         if request.kind == "graphql":
@@ -270,7 +270,7 @@ class FakeGitHub(FakeServer):
         data: dict[str, Any] = {}
         if "rateLimit" in query:
             data["rateLimit"] = {"cost": 1, "remaining": max(0, self.rate_limit - used),
-                                 "resetAt": iso(datetime.now(timezone.utc) + timedelta(hours=1))}
+                                 "resetAt": iso(datetime.now(UTC) + timedelta(hours=1))}
         if "pullRequests" not in query or "repository" not in query:
             return Response.json({"data": data}, 200, headers)
         owner, name = arg("owner"), arg("name")

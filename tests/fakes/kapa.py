@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import threading
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from tests.fakes.base import FakeServer, Request, Response
@@ -24,7 +24,7 @@ _SOURCES_RE = re.compile(r"^/ingestion/v1/projects/([^/]+)/sources/?$")
 
 def kapa_time(moment: datetime | None) -> str | None:
     """Kapa's timestamp format (microseconds, Z)."""
-    return None if moment is None else moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class FakeKapa(FakeServer):
