@@ -11,17 +11,20 @@ The grammar and messages follow the ``influxdb_line_protocol`` crate that Influx
 * field values: ``-?\\d+i`` (int64), ``\\d+u`` (uint64), floats ``-?\\d+[.\\d+][e[+-]\\d+]``,
   quoted strings (``\\"`` and ``\\\\`` unescaped, a lone backslash kept), booleans
   ``t T true True TRUE f F false False FALSE``;
-* separators are single or repeated spaces only; anything left over is
-  ``Could not parse entire line. Found trailing content: `…```.
+* separators are single or repeated spaces only (a tab is not one); anything left over is
+  ``Could not parse entire line. Found trailing content: `…```, so a trailing space after the
+  fields or a CR of a CRLF line end is an error, exactly as on the server;
+* timestamps are scaled by the precision with i64 wrap-around (the server's unchecked multiply).
 
 Line numbers are the 1-based ordinal of the non-empty (non-blank, non-comment) line, as the
-server's write validator enumerates parser results, and ``original_line`` is the body line with
-that same ordinal in Rust ``str::lines()`` order (the server zips the two sequences), cut to
-20 bytes on a UTF-8 boundary.
+server's write validator enumerates parser results. For a parse error ``original_line`` is the
+body line with that same ordinal in Rust ``str::lines()`` order (the server zips the two
+sequences); for schema errors found later it is the parsed line's canonical rendering
+(``ParsedLine.raw``). Either is cut to 20 bytes only when serialised (``LineError.to_json``).
 
-Two paths: a fast one (``str.split`` plus one compiled pattern per field set) for lines without
-backslashes, quotes, tabs or other irregularities, and a careful character-by-character port of
-the grammar for everything else and for every error.
+Two paths: a fast one (``str.split`` and a per-shape converter table, see ``_fast_fields``) for
+lines without backslashes, quotes, tabs, CRs or NULs, and a port of the nom grammar
+(``_parse_slow``) for everything else and for every error; tests check that both agree.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from __future__ import annotations
 import gc
 import operator
 import re
-from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any, NamedTuple
 
 __all__ = [
@@ -39,6 +42,7 @@ __all__ = [
     "LineError",
     "ParsedLine",
     "PrecisionError",
+    "display_line",
     "normalize_precision",
     "parse_lines",
     "truncate_original_line",
@@ -104,7 +108,14 @@ def to_nanoseconds(ts: int, unit: str) -> int:
     """Convert a line timestamp in ``unit`` (``auto`` allowed) to nanoseconds."""
     if unit == "auto":
         unit = _auto_unit(ts)
-    return ts * _MULTIPLIER[unit]
+    return _wrap_i64(ts * _MULTIPLIER[unit])
+
+
+def _wrap_i64(value: int) -> int:
+    """Two's-complement wrap to i64, as the server's unchecked ``ts * multiplier`` (release build)."""
+    if I64_MIN <= value <= I64_MAX:
+        return value
+    return (value + 2**63) % 2**64 - 2**63
 
 
 # --- results ---------------------------------------------------------------------------------
@@ -114,40 +125,96 @@ FieldValue = tuple[str, Any]
 
 
 class ParsedLine(NamedTuple):
-    """One valid line. ``tags`` keeps input order; ``raw`` is the server's ``original_line``
-    source for this line (full, not truncated), for schema errors raised later."""
+    """One valid line. ``tags`` keeps input order; ``timestamp`` is the line's own timestamp before
+    precision (None when absent); ``time_ns`` is the row time in nanoseconds."""
 
     measurement: str
     tags: dict[str, str]
     fields: dict[str, FieldValue]
     time_ns: int
     line_number: int
-    raw: str
+    timestamp: int | None
+
+    @property
+    def raw(self) -> str:
+        """The ``original_line`` the server reports when this line fails schema checks (column
+        types, limits): the crate's canonical rendering of the parsed line (``ParsedLine``'s
+        Display), not the input text. Computed on demand."""
+        return display_line(self)
+
+
+def _escape(text: str, chars: str) -> str:
+    for c in chars:
+        if c in text:
+            text = text.replace(c, "\\" + c)
+    return text
+
+
+def rust_f64_display(value: float) -> str:
+    """Rust's ``Display`` for f64: shortest round-trip digits, never an exponent, no ``.0``."""
+    if value != value:
+        return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "inf" if value > 0 else "-inf"
+    text = repr(value)
+    if "e" in text:
+        text = format(Decimal(text), "f")
+    if text.endswith(".0"):
+        text = text[:-2]
+    return text
+
+
+def _display_value(kind: str, value: Any) -> str:
+    if kind == "int64":
+        return f"{value}i"
+    if kind == "uint64":
+        return f"{value}u"
+    if kind == "float64":
+        return rust_f64_display(value)
+    if kind == "bool":
+        return "true" if value else "false"
+    return _escape(value, '"')  # strings: quotes escaped, no surrounding quotes (as the crate)
+
+
+def display_line(line: ParsedLine) -> str:
+    """The crate's ``Display`` of a parsed line (measurement escapes ``,`` and space; tag keys,
+    tag values and field keys escape ``,`` ``=`` and space; backslashes are not escaped)."""
+    out = [_escape(line.measurement, ", ")]
+    for key, value in line.tags.items():
+        out.append(f",{_escape(key, ',= ')}={_escape(value, ',= ')}")
+    out.append(" ")
+    out.append(",".join(f"{_escape(k, ',= ')}={_display_value(t, v)}" for k, (t, v) in line.fields.items()))
+    if line.timestamp is not None:
+        out.append(f" {line.timestamp}")
+    return "".join(out)
 
 
 class LineError(NamedTuple):
-    """One rejected line, as the server reports it in a write error's ``data``."""
+    """One rejected line. ``original_line`` is kept in full, as the server keeps it; the JSON form
+    cuts it to 20 bytes (influxdb3_write ``impl Serialize for WriteLineError``)."""
 
     line_number: int
     original_line: str
     error_message: str
 
     def to_json(self) -> dict[str, Any]:
-        """``{"error_message", "line_number", "original_line"}`` in the server's key order."""
+        """``{"error_message", "line_number", "original_line"}`` in the server's key order, with
+        ``original_line`` cut to 20 bytes on a UTF-8 boundary."""
         return {
             "error_message": self.error_message,
             "line_number": self.line_number,
-            "original_line": self.original_line,
+            "original_line": truncate_original_line(self.original_line),
         }
 
     @classmethod
     def for_line(cls, line_number: int, raw: str, message: str) -> LineError:
-        """Build an error from a full raw line (cut as the server cuts it)."""
-        return cls(line_number, truncate_original_line(raw), message)
+        """Build an error for a line (kept in full; ``to_json`` cuts it)."""
+        return cls(line_number, raw, message)
 
 
 def truncate_original_line(raw: str) -> str:
-    """Cut to at most 20 UTF-8 bytes without splitting a character."""
+    """Cut to at most 20 UTF-8 bytes, rounded down to a character boundary (Rust
+    ``floor_char_boundary``); no ellipsis."""
     if len(raw) <= ORIGINAL_LINE_MAX_BYTES // 4:
         return raw
     data = raw.encode("utf-8")
@@ -192,7 +259,6 @@ MSG_BACKSLASH = "Measurements, tag keys and values, and field keys may not end w
 MSG_STRING_TOO_LARGE = "String is greater than 64KB"
 
 _WS = " \t\n"
-_DIGITS = "0123456789"
 # runs of ordinary characters (everything up to a boundary, separator or backslash)
 _MEAS_RUN = re.compile("[^ \t\n\0,\\\\]*")
 _TAG_KEY_RUN = re.compile("[^ \t\n=\\\\]*")
@@ -221,6 +287,14 @@ def _escaped(s: str, pos: int, run_re: re.Pattern[str], escapes: frozenset[str])
     """Port of ``escape_or_fallback``: read a name with backslash escapes from ``pos``."""
     n = len(s)
     start = pos
+    run = run_re.match(s, pos).end()  # type: ignore[union-attr]  # a * pattern always matches
+    if run == n or s[run] != "\\":  # common case: no escapes at all
+        if run == pos:
+            raise _Soft()
+        value = s[pos:run]
+        if len(value) > STRING_LIMIT_BYTES // 4 and len(value.encode("utf-8")) > STRING_LIMIT_BYTES:
+            raise _Hard(MSG_STRING_TOO_LARGE)
+        return value, run
     out: list[str] = []
     match_run = run_re.match
     while True:
@@ -509,7 +583,9 @@ _IRREGULAR_RE = re.compile('[\\\\"\t\r\0]')
 _IRREGULAR_CHARS = ("\\", '"', "\t", "\r", "\0")
 
 
-def _fast_series(series: str, cache: dict[str, tuple[str, dict[str, str]] | None]):
+def _fast_series(
+    series: str, cache: dict[str, tuple[str, dict[str, str]] | None]
+) -> tuple[str, dict[str, str]] | None:
     """``measurement[,k=v…]`` without escapes, or None when the slow path must decide."""
     try:
         return cache[series]
@@ -674,11 +750,7 @@ def _parse_body(body: str, multiplier: int, default_time_ns: int) -> tuple[list[
     parsed: list[ParsedLine] = []
     errors: list[LineError] = []
     segments = _split_lines(body)
-    # Rust str::lines() gives the same strings as the segments (bar a final empty one) when no
-    # quote, backslash or CR can make them differ; otherwise compute them on first need.
-    raw_lines: list[str] | None = None
-    if '"' not in body and "\\" not in body and "\r" not in body:
-        raw_lines = segments
+    raw_lines: list[str] | None = None  # Rust str::lines() of the body, computed on first error
     series_cache: dict[str, tuple[str, dict[str, str]] | None] = {}
     shapes: dict[str, _FieldShape] = {}
     # lines of a body without backslashes, quotes, tabs, CRs or NULs need no per-line check
@@ -692,51 +764,53 @@ def _parse_body(body: str, multiplier: int, default_time_ns: int) -> tuple[list[
             if not seg:
                 continue
         ordinal += 1
-        result = None
         if not (check_lines and irregular(seg)):
             parts = seg.split(" ")
             nparts = len(parts)
-            if nparts == 2 or nparts == 3:
+            if nparts == 3:
+                series = series_cache.get(parts[0], _MISSING)
+                if series is _MISSING:
+                    series = _fast_series(parts[0], series_cache)
+                ts_text = parts[2]
+                if (
+                    series is not None
+                    and ts_text.isdigit()
+                    and ts_text.isascii()
+                    and (len(ts_text) < 19 or (len(ts_text) == 19 and ts_text <= _I64_MAX_TEXT))
+                ):
+                    fields = _fast_fields(parts[1], shapes)
+                    if fields is not None:
+                        ts = int(ts_text)
+                        time_ns = ts * (multiplier or _MULTIPLIER[_auto_unit(ts)])
+                        if time_ns > I64_MAX:
+                            time_ns = _wrap_i64(time_ns)
+                        append(
+                            _new_line(ParsedLine, (series[0], series[1].copy(), fields, time_ns, ordinal, ts))
+                        )
+                        continue
+            elif nparts == 2:
                 series = series_cache.get(parts[0], _MISSING)
                 if series is _MISSING:
                     series = _fast_series(parts[0], series_cache)
                 if series is not None:
                     fields = _fast_fields(parts[1], shapes)
                     if fields is not None:
-                        if nparts == 2:
-                            result = (series[0], series[1].copy(), fields, None)
-                        else:
-                            ts_text = parts[2]
-                            if (
-                                ts_text.isdigit()
-                                and ts_text.isascii()
-                                and (len(ts_text) < 19 or (len(ts_text) == 19 and ts_text <= _I64_MAX_TEXT))
-                            ):
-                                result = (series[0], series[1].copy(), fields, int(ts_text))
-        if result is None:
-            try:
-                result = _parse_slow(seg)
-            except (_Soft, _Hard) as exc:
-                if raw_lines is None:
-                    raw_lines = _rust_lines(body)
-                raw = raw_lines[ordinal - 1] if ordinal <= len(raw_lines) else ""
-                errors.append(LineError.for_line(ordinal, raw, exc.message))
-                continue
-        measurement, tags, fields, ts = result
+                        line = (series[0], series[1].copy(), fields, default_time_ns, ordinal, None)
+                        append(_new_line(ParsedLine, line))
+                        continue
+        try:
+            measurement, tags, fields, ts = _parse_slow(seg)
+        except (_Soft, _Hard) as exc:
+            if raw_lines is None:
+                raw_lines = _rust_lines(body)
+            raw = raw_lines[ordinal - 1] if ordinal <= len(raw_lines) else ""
+            errors.append(LineError.for_line(ordinal, raw, exc.message))
+            continue
         if ts is None:
             time_ns = default_time_ns
         elif multiplier:
-            time_ns = ts * multiplier
+            time_ns = _wrap_i64(ts * multiplier)
         else:
-            time_ns = ts * _MULTIPLIER[_auto_unit(ts)]
-        if raw_lines is None:
-            raw_lines = _rust_lines(body)
-        raw = raw_lines[ordinal - 1] if ordinal <= len(raw_lines) else ""
-        append(_new_line(ParsedLine, (measurement, tags, fields, time_ns, ordinal, raw)))
+            time_ns = _wrap_i64(ts * _MULTIPLIER[_auto_unit(ts)])
+        append(_new_line(ParsedLine, (measurement, tags, fields, time_ns, ordinal, ts)))
     return parsed, errors
-
-
-def iter_error_json(errors: list[LineError]) -> Iterator[dict[str, Any]]:
-    """The ``data`` items of a partial-write body, in order."""
-    for err in errors:
-        yield err.to_json()

@@ -6,7 +6,8 @@ Rendering rules (http reference §7, arrow-rs as InfluxDB 3 Core uses it):
   each ending in ``\\n``. Keys follow the column order; null cells are left out of the object
   (arrow-json ``explicit_nulls=false``). NaN and ±inf floats are written as ``null`` (arrow-json).
 * timestamps render as ``YYYY-MM-DDTHH:MM:SS`` with no ``Z``; a fraction appears only when
-  non-zero, with 3, 6 or 9 digits (chrono ``%.f``, used by arrow-cast's display).
+  non-zero, with 3, 6 or 9 digits (chrono ``%.f``, used by arrow-cast's display). Zoned
+  timestamps (not InfluxDB's ``time``; e.g. ``now()``) get their offset, ``Z`` for UTC (inferred).
 * floats: shortest round-trip digits in ryu style (``1.0``, ``0.9``, ``1e20``, ``1.5e-7``); ints
   as integers; bools ``true``/``false``; dictionary (tag) columns as their string values.
 * ``csv``: arrow-csv: header row, ``,`` separator, ``\\n`` line ends, fields quoted only when they
@@ -21,9 +22,11 @@ bools, plain strings); floats and strings needing JSON escapes go through Python
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import math
+import zoneinfo
 from collections.abc import Callable
 
 import pyarrow as pa
@@ -76,12 +79,12 @@ def choose_format(format_param: str | None, accept_header: str | None) -> str:
     when ``format`` is given; otherwise ``format`` wins, then ``Accept``, then json.
     """
     from_accept = "json"
-    if accept_header:
+    if accept_header is not None:  # an empty header value is an unknown mime type too
         if "*/*" in accept_header or "text/html" in accept_header:
             from_accept = "json"
         else:
             try:
-                from_accept = _ACCEPT_EXACT[accept_header.strip()]
+                from_accept = _ACCEPT_EXACT[accept_header]
             except KeyError:
                 raise text_error(400, f"invalid mime type ({accept_header})") from None
     if format_param is None:
@@ -135,6 +138,10 @@ def _json_float(value: float) -> str:
 # --- column -> string array conversion --------------------------------------------------------
 
 
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
 def _decode(column: pa.ChunkedArray) -> pa.ChunkedArray:
     """Dictionary columns (tags) as their plain values."""
     if pa.types.is_dictionary(column.type):
@@ -146,12 +153,74 @@ def _pad(values: pa.ChunkedArray | pa.Array, width: int) -> pa.ChunkedArray | pa
     return pc.utf8_lpad(pc.cast(values, pa.string()), width=width, padding="0")
 
 
-def _time_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """``YYYY-MM-DDTHH:MM:SS[.fff|.ffffff|.fffffffff]`` (no zone suffix) for a timestamp column.
+def _time_text(column: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
+    """``YYYY-MM-DDTHH:MM:SS[.fff|.ffffff|.fffffffff]`` for a timestamp column (chrono ``%.f``).
 
+    Naive timestamps (InfluxDB's ``time``) get no zone suffix. Zoned ones (e.g. from ``now()``)
+    get their UTC offset, ``Z`` for zero (inferred: arrow-cast RFC 3339 with ``use_z``).
     Built from vectorised date parts (pyarrow's strftime is several times slower)."""
-    if column.type.unit != "ns" or column.type.tz is not None:
-        column = column.cast(pa.timestamp("ns", column.type.tz)).cast(pa.timestamp("ns"))
+    tz = column.type.tz
+    if column.type.unit != "ns":
+        try:
+            column = column.cast(pa.timestamp("ns", tz))
+        except pa.ArrowInvalid:  # outside the ns range (years 1677-2262): render per value
+            return _zoned_time_texts(column, tz, naive=tz is None)
+    if tz is None:
+        return _naive_time_text(column)
+    if tz in ("UTC", "+00:00", "Z", "Etc/UTC"):
+        return pc.binary_join_element_wise(_naive_time_text(column.cast(pa.timestamp("ns"))), "Z", "")
+    return _zoned_time_texts(column, tz)
+
+
+def _tzinfo(name: str) -> datetime.tzinfo:
+    """A fixed ``±HH:MM`` offset or an IANA zone name, as Arrow timestamp types carry them."""
+    if name[:1] in "+-" and len(name) == 6 and name[3] == ":":
+        sign = -1 if name[0] == "-" else 1
+        return datetime.timezone(sign * datetime.timedelta(hours=int(name[1:3]), minutes=int(name[4:6])))
+    return zoneinfo.ZoneInfo(name)
+
+
+def _fraction(frac: int) -> str:
+    """chrono ``%.f``: nothing for zero, else 3, 6 or 9 digits."""
+    if not frac:
+        return ""
+    if frac % 1_000_000 == 0:
+        return f".{frac // 1_000_000:03d}"
+    if frac % 1_000 == 0:
+        return f".{frac // 1_000:06d}"
+    return f".{frac:09d}"
+
+
+_UNIT_NANOS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+
+
+def _zoned_time_texts(column: pa.ChunkedArray, tz: str | None, *, naive: bool = False) -> pa.Array:
+    """Per-value rendering: wall-clock time in the column's zone with its offset (``Z`` for a zero
+    offset), or without any suffix when ``naive``."""
+    zone = datetime.UTC if tz is None else _tzinfo(tz)
+    factor = _UNIT_NANOS[column.type.unit]
+    out: list[str | None] = []
+    for value in column.cast(pa.int64()).to_pylist():
+        if value is None:
+            out.append(None)
+            continue
+        secs, frac = divmod(value * factor, 1_000_000_000)
+        local = datetime.datetime.fromtimestamp(secs, zone)
+        if naive:
+            out.append(local.replace(tzinfo=None).isoformat(timespec="seconds") + _fraction(frac))
+            continue
+        offset = local.utcoffset() or datetime.timedelta(0)
+        text = local.replace(tzinfo=None).isoformat(timespec="seconds") + _fraction(frac)
+        if not offset:
+            out.append(text + "Z")
+            continue
+        minutes = int(offset.total_seconds()) // 60
+        sign = "-" if minutes < 0 else "+"
+        out.append(f"{text}{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}")
+    return pa.array(out, pa.string())
+
+
+def _naive_time_text(column: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
     whole = pc.floor_temporal(column, unit="second")  # Timestamp(ns) spans years 1677-2262 only
     text = pc.binary_join_element_wise(
         _pad(pc.year(whole), 4), "-", _pad(pc.month(whole), 2), "-", _pad(pc.day(whole), 2), "T",
@@ -224,7 +293,7 @@ def _json_values(column: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
         return column.cast(pa.string())
     if pa.types.is_floating(t):
         return _float_text(column, _json_float)
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+    if _is_text(t):
         return _json_string(column)
     if pa.types.is_null(t):
         return pa.nulls(len(column), pa.string())
@@ -310,9 +379,12 @@ def _write_csv(table: pa.Table) -> bytes:
     cells = []
     for column in table.columns:
         text = _display_values(column)
-        if pa.types.is_string(_decode(column).type):
+        if _is_text(_decode(column).type):
             text = _csv_quote(text)
         cells.append(pc.fill_null(text, ""))
+    if len(cells) == 1:
+        # the csv crate quotes a record made of one empty field (else it would read as no record)
+        cells[0] = pc.if_else(pc.equal(cells[0], ""), '""', cells[0])
     rows = pc.binary_join_element_wise(*cells, ",")
     rows = pc.binary_join_element_wise(rows, "\n", "")
     return header.encode("utf-8") + _concat_rows(rows)

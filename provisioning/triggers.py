@@ -10,7 +10,7 @@
     plugin = "github_prs.py"
     spec = "request:github_prs"    # string, or a seed object form (normalised, see specs.py)
     [triggers.github_pr_endpoint.arguments]
-    repo = "${GITHUB_REPO}"        # ${VAR} and ${VAR:-default} expand from the environment / .env
+    repo = "${GITHUB_REPO}"        # ${VAR}, ${VAR:-default}, ${VAR-default} expand from the environment / .env
 
 Arguments carry token *file* paths only; an argument that looks like a secret is rejected.
 """
@@ -30,7 +30,7 @@ from provisioning.specs import SpecError, normalize_spec, spec_key
 
 ERROR_BEHAVIORS = ("log", "retry", "disable")
 TRIGGER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}")
 
 # The seed documentation's plugin file names and the ones this stack ships instead.
 SEED_PLUGIN_NAMES: dict[str, str] = {
@@ -80,14 +80,16 @@ class LiveTrigger:
 
 
 def expand(value: str, env: Mapping[str, str], trigger: str, key: str) -> str:
-    """Expand ``${VAR}`` / ``${VAR:-default}``; an unset variable without default is a config error."""
+    """Expand as the shell does: ``${VAR}``, ``${VAR:-default}`` (default when unset or empty) and
+    ``${VAR-default}`` (default only when unset, so ``VAR=`` yields "" and the argument is left out).
+    An unset variable without a default is a config error."""
 
     def repl(match: re.Match[str]) -> str:
-        var, default = match.group(1), match.group(2)
+        var, op, default = match.group(1), match.group(2), match.group(3)
         got = env.get(var)
-        if got not in (None, ""):
+        if got is not None and (got != "" or op == "-"):
             return got
-        if default is not None:
+        if op is not None:
             return default
         raise TriggerConfigError(trigger, f"argument {key} uses ${{{var}}}, which is not set", f"set {var} in .env")
 

@@ -89,9 +89,11 @@ def stop(proc: subprocess.Popen | None) -> None:
 
 
 def _local_secret(env: Mapping[str, str], var: str, default: Path) -> str:
-    """The user's ``*_FILE`` setting when it names an existing file on this host, else the secrets/ file."""
+    """The user's ``*_FILE`` setting when it names an existing file on this host, else the secrets/ file;
+    "" (argument left out, the plugin runs without it) when that file is still the empty placeholder."""
     configured = env.get(var, "")
-    return configured if configured and Path(configured).is_file() else str(default.resolve())
+    path = Path(configured) if configured and Path(configured).is_file() else default.resolve()
+    return str(path) if path.is_file() and path.stat().st_size > 0 else ""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,9 +159,9 @@ def main(argv: list[str] | None = None) -> int:
                 KAPA_PROJECT_ID=DEMO_PROJECT,
                 KAPA_SOURCE_NAME=DEMO_SOURCE,
                 KAPA_TOKEN_FILE=str(demo_key.resolve()),
-                GITHUB_TOKEN_FILE=str((data_dir / "demo_github_token").resolve()),
+                GITHUB_TOKEN_FILE="",  # no token: the plugin uses the fake GitHub's REST API unauthenticated
+                NOTIFY_URL_FILE="",
             )
-            (data_dir / "demo_github_token").write_text("")  # empty: the plugin uses GitHub REST without a token
             print(f"fake GitHub on 127.0.0.1:{gh_port}, fake Kapa on 127.0.0.1:{kapa_port}", flush=True)
 
         flush = args.wal_flush_interval or ("100ms" if args.demo else "1s")

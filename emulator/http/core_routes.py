@@ -13,12 +13,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from emulator import PRODUCT_NAME as PRODUCT
+from emulator import REVISION, VERSION
 from emulator.errors import JSON, ApiError, DatabaseNotFound, QueryError, json_error, text_error
 from emulator.http.base import Request, Response, Routes, serde_json_message
-
-VERSION = "3.11.1"
-REVISION = "emulator"
-PRODUCT = "InfluxDB 3 Core"
 
 PRECISION_VARIANTS = ("auto", "second", "millisecond", "microsecond", "nanosecond")
 _PRECISION_WORDS = {

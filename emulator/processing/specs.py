@@ -290,7 +290,7 @@ def _parse_field(text: str, unit: _Unit) -> frozenset[int]:
             step = _ordinal(step_text, unit)
             if step == 0:
                 raise CronError("step cannot be zero")
-            if base.isalpha() and base not in ("?",):
+            if base.isalpha():
                 raise CronError(f"a named point cannot take a step: {item!r}")
             start, end, is_point = _range_bounds(base, unit, unit.allows_any)
             if is_point:
@@ -388,8 +388,10 @@ class EverySchedule:
 
     def next_after(self, t: datetime) -> datetime:
         """The next multiple of the duration since the epoch strictly after ``t`` (UTC)."""
-        if self.duration_ns <= 0:
-            raise ValueError("every: duration must be positive")
+        if self.duration_ns < 1_000_000:
+            # The server's runner works in whole milliseconds; below 1 ms it cannot schedule
+            # (inferred: it would divide by zero). Refuse instead of spinning.
+            raise ValueError("every: durations under 1ms cannot be scheduled")
         if t.tzinfo is None:
             t = t.replace(tzinfo=UTC)
         delta = t - datetime(1970, 1, 1, tzinfo=UTC)

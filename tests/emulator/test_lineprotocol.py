@@ -203,16 +203,20 @@ def test_lineprotocol_error_json_key_order_and_truncation():
     ok, errors = parse_lines("cpu,host=a val= 123\ncpu,host=abcdefghijklmnop val=", default_time_ns=NOW)
     assert ok == []
     assert [list(e.to_json()) for e in errors] == [["error_message", "line_number", "original_line"]] * 2
-    assert errors[0].original_line == "cpu,host=a val= 123"
-    assert errors[1].original_line == "cpu,host=abcdefghijk"
-    assert len(errors[1].original_line.encode()) == 20
+    assert errors[0].to_json()["original_line"] == "cpu,host=a val= 123"
+    assert errors[1].to_json()["original_line"] == "cpu,host=abcdefghijk"
+    assert errors[1].original_line == "cpu,host=abcdefghijklmnop val="  # kept in full, cut when serialised
 
 
 def test_lineprotocol_original_line_cut_respects_utf8():
     assert truncate_original_line("a" * 19 + "é") == "a" * 19  # é is 2 bytes: not split
     assert truncate_original_line("a" * 18 + "é") == "a" * 18 + "é"
     assert truncate_original_line("€" * 10) == "€" * 6  # 18 bytes
-    assert LineError.for_line(3, "x" * 30, "m").original_line == "x" * 20
+    assert LineError.for_line(3, "x" * 30, "m").to_json() == {
+        "error_message": "m",
+        "line_number": 3,
+        "original_line": "x" * 20,
+    }
 
 
 @pytest.mark.parametrize(
@@ -242,6 +246,12 @@ def test_lineprotocol_auto_precision_thresholds(ts, expected_ns):
 )  # fmt: skip
 def test_lineprotocol_explicit_precisions(word, factor):
     assert one("m f=1 7", precision=word).time_ns == 7 * factor
+
+
+def test_lineprotocol_precision_overflow_wraps_like_the_server():
+    # the server multiplies without overflow checks (i64 wraps in a release build)
+    assert one("m f=1 10000000000000", precision="s").time_ns == (10**22 + 2**63) % 2**64 - 2**63
+    assert one("m f=1 -10000000000000", precision="s").time_ns == (-(10**22) + 2**63) % 2**64 - 2**63
 
 
 def test_lineprotocol_precision_words():
@@ -285,9 +295,29 @@ def test_lineprotocol_seed_home_lines():
     assert ok[1].time_ns == 1_742_202_000 * 10**9
 
 
-def test_lineprotocol_raw_is_the_full_line():
+def test_lineprotocol_raw_is_the_crates_canonical_rendering():
+    # Schema errors report ParsedLine's Display, not the input text (influxdb3_write validator).
     long_line = "cpu,host=" + "h" * 50 + " f=1 1"
     assert one(long_line).raw == long_line
+    line = one(r'm\ x,t\=k=a\,b\\c a=1.0,b=-0.0,c=1e20,d=1.5e-7,e=2i,f=3u,g=T,h="q\"s\\t" 1700000000', "s")
+    assert line.timestamp == 1700000000
+    assert (
+        line.raw
+        == r"m\ x,t\=k=a\,b\c a=1,b=-0,c=100000000000000000000,d=0.00000015,e=2i,f=3u,g=true,h=q\"s\t 1700000000"
+    )
+    assert one("m f=1").raw == "m f=1"
+    assert one("m f=1").timestamp is None
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(1.0, "1"), (0.5, "0.5"), (-0.0, "-0"), (1e20, "100000000000000000000"), (1.5e-7, "0.00000015"),
+     (123.456, "123.456"), (1e16, "10000000000000000")],
+)  # fmt: skip
+def test_lineprotocol_rust_float_display(value, text):
+    from emulator.lineprotocol import rust_f64_display
+
+    assert rust_f64_display(value) == text
 
 
 _name = st.text(st.characters(codec="utf-8", exclude_characters="\n\r\0"), min_size=1, max_size=12)
@@ -299,7 +329,7 @@ def test_lineprotocol_never_crashes_on_arbitrary_input(body):
     ok, errors = parse_lines(body, default_time_ns=NOW)
     for err in errors:
         assert isinstance(err.error_message, str) and err.error_message
-        assert len(err.original_line.encode()) <= 20
+        assert len(err.to_json()["original_line"].encode()) <= 20
     assert all(line.fields for line in ok)
 
 
@@ -341,7 +371,10 @@ def test_lineprotocol_fast_path_agrees_with_grammar(fields, extra, big):
         assert (ok[0].measurement, ok[0].tags, ok[0].fields) == (measurement, tags, got_fields)
         assert ok[0].time_ns == (NOW if ts is None else ts)
         for key, (kind, value) in ok[0].fields.items():
-            assert type(value) is {"int64": int, "uint64": int, "float64": float, "utf8": str, "bool": bool}[kind], key
+            assert (
+                type(value)
+                is {"int64": int, "uint64": int, "float64": float, "utf8": str, "bool": bool}[kind]
+            ), key
 
 
 def _reference_split(body: str) -> list[str]:
@@ -391,3 +424,25 @@ def test_lineprotocol_escaped_newline_joins_lines():
     ok, errors = parse_lines("m,t=a\\\nb f=1 1", precision="ns", default_time_ns=NOW)
     assert errors == []
     assert ok[0].tags == {"t": "a\\\nb"}
+
+
+def test_lineprotocol_restores_garbage_collector_state():
+    import gc
+
+    assert gc.isenabled()
+    parse_lines("m f=1 1\nbad", default_time_ns=NOW)
+    assert gc.isenabled()
+    with pytest.raises(PrecisionError):
+        parse_lines("m f=1", precision="minutes", default_time_ns=NOW)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        parse_lines("m f=1", default_time_ns=NOW)
+        assert not gc.isenabled()  # a caller's disabled state is left alone
+    finally:
+        gc.enable()
+
+
+def test_lineprotocol_duplicate_field_keys_keep_one_value():
+    # the parser accepts them; the last value wins in the row (first position kept)
+    assert one("m a=1i,b=2i,a=3i 1").fields == {"a": ("int64", 3), "b": ("int64", 2)}

@@ -282,9 +282,8 @@ def test_cli_bad_triggers_file_exits_1_with_one_line_per_failure_and_touches_not
     assert err.getvalue().splitlines() == [
         "error: trigger nightly: cron expression '0 0 * *' has 4 fields; write 6 fields with seconds first, "
         "e.g. 'cron:0 0 8 * * *' for 08:00 UTC daily",
-        f"error: 1 trigger(s) in {f} cannot work; nothing was changed",
     ]
-    assert out.getvalue() == ""
+    assert out.getvalue() == f"1 trigger(s) in {f} cannot work; nothing was changed\n"
 
 
 def test_cli_unreachable_server_fails_within_the_deadline_without_printing_the_token(tmp_path: Path):
@@ -298,3 +297,26 @@ def test_cli_unreachable_server_fails_within_the_deadline_without_printing_the_t
     lines = err.getvalue().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: http://127.0.0.1:9 was not healthy within 0.5s")
     assert TOKEN not in out.getvalue() + err.getvalue()
+
+
+# -- make secrets ------------------------------------------------------------------------------------------
+def test_secrets_admin_token_in_server_form_mode_600_and_never_overwritten(tmp_path: Path):
+    import re
+
+    from scripts.make_secrets import make_secrets
+
+    lines = make_secrets(tmp_path / "s")
+    admin = tmp_path / "s" / "influxdb3_admin_token.json"
+    data = json.loads(admin.read_text())
+    assert set(data) == {"token", "name"} and data["name"] == "_admin"
+    assert re.fullmatch(r"apiv3_[A-Za-z0-9_-]{86}", data["token"])
+    for name in ("influxdb3_admin_token.json", "github_token", "kapa_token", "notify_url"):
+        assert (tmp_path / "s" / name).stat().st_mode & 0o777 == 0o600, name
+    assert (tmp_path / "s" / "github_token").read_text() == ""
+    assert lines[0] == f"{admin}: created"
+    (tmp_path / "s" / "github_token").write_text("mine")
+    again = make_secrets(tmp_path / "s")
+    assert json.loads(admin.read_text())["token"] == data["token"]
+    assert (tmp_path / "s" / "github_token").read_text() == "mine"
+    assert all(line.endswith("exists, kept") for line in again)
+    assert data["token"] not in "".join(lines + again)

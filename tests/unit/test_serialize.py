@@ -98,6 +98,11 @@ def test_serialize_csv_quoting_and_nulls():
     )
 
 
+def test_serialize_csv_single_empty_field_record_is_quoted():
+    t = pa.table({"a": pa.array(["x", None, ""], pa.string())})
+    assert serialize(t, "csv")[0] == b'a\nx\n""\n""\n'
+
+
 def test_serialize_pretty_table():
     t = pa.table(
         {"host": pa.array(["a", "bb"], TAG), "usage": [0.5, None], "n": pa.array([1, 22], pa.int64())}
@@ -173,7 +178,6 @@ def test_serialize_content_types():
     ("fmt", "accept", "expected"),
     [
         (None, None, "json"),
-        (None, "", "json"),
         (None, "application/json", "json"),
         (None, "*/*", "json"),
         (None, "text/html,application/xhtml+xml,*/*;q=0.8", "json"),
@@ -191,11 +195,15 @@ def test_serialize_choose_format(fmt, accept, expected):
 
 
 @pytest.mark.parametrize("fmt", [None, "json", "csv"])
-def test_serialize_unknown_accept_is_400_even_with_format(fmt):
+@pytest.mark.parametrize(
+    "accept", ["application/xml", "", "application/json; charset=utf-8", "text/csv,text/plain"]
+)
+def test_serialize_unknown_accept_is_400_even_with_format(fmt, accept):
     with pytest.raises(ApiError) as info:
-        choose_format(fmt, "application/xml")
+        choose_format(fmt, accept)
     assert info.value.status == 400
-    assert info.value.text == "invalid mime type (application/xml)"
+    assert info.value.text == f"invalid mime type ({accept})"
+    assert info.value.content_type == "text/plain; charset=utf-8"
 
 
 def test_serialize_choose_format_unknown_format_param():
@@ -215,3 +223,24 @@ def test_serialize_large_result_is_vectorised():
     body, _ = serialize(t, "json")
     assert body.count(b"{") == n
     assert body.endswith(b'"time":"1970-01-03T07:33:19","n":199999}]')
+
+
+def test_serialize_zoned_and_wide_timestamps():
+    t = pa.table(
+        {
+            "utc": pa.array([1_700_000_000_123_000_000], pa.timestamp("ns", "UTC")),
+            "ist": pa.array([1_700_000_000_123_000_000], pa.timestamp("ns", "+05:30")),
+            "ny": pa.array([1_700_000_000_000_000_155], pa.timestamp("ns", "America/New_York")),
+            "far": pa.array([253_402_300_799_000], pa.timestamp("ms")),  # beyond the ns range
+        }
+    )
+    assert serialize(t, "json")[0] == (
+        b'[{"utc":"2023-11-14T22:13:20.123Z","ist":"2023-11-15T03:43:20.123+05:30",'
+        b'"ny":"2023-11-14T17:13:20.000000155-05:00","far":"9999-12-31T23:59:59"}]'
+    )
+
+
+def test_serialize_view_and_large_strings_are_quoted_in_csv():
+    t = pa.table({"s": pa.array(["a,b"], pa.string_view()), "l": pa.array(['q"'], pa.large_string())})
+    assert serialize(t, "csv")[0] == b's,l\n"a,b","q"""\n'
+    assert serialize(t, "json")[0] == b'[{"s":"a,b","l":"q\\""}]'

@@ -38,6 +38,11 @@ def utc(*args: int) -> datetime:
         ("every:1h30m", "every:1h 30m", {"every": {"duration": {"secs": 5400, "nanos": 0}}}),
         ("every: 1h 30m", "every:1h 30m", {"every": {"duration": {"secs": 5400, "nanos": 0}}}),
         ("every:6h", "every:6h", {"every": {"duration": {"secs": 21600, "nanos": 0}}}),
+        (
+            "every:365d",
+            "every:11months 30days 3h 50m 24s",
+            {"every": {"duration": {"secs": 31_536_000, "nanos": 0}}},
+        ),
         ("every:1d", "every:1day", {"every": {"duration": {"secs": 86400, "nanos": 0}}}),
         ("every:2w", "every:14days", {"every": {"duration": {"secs": 1_209_600, "nanos": 0}}}),
         ("every:1y", "every:1year", {"every": {"duration": {"secs": 31_557_600, "nanos": 0}}}),
@@ -290,6 +295,16 @@ def test_specs_every_aligns_to_epoch_multiples():
     assert EverySchedule(S // 2).next_after(utc(2026, 1, 1)) == datetime(
         2026, 1, 1, 0, 0, 0, 500_000, tzinfo=UTC
     )
+    assert EverySchedule(1_000_000).next_after(datetime(2026, 1, 1, 0, 0, 0, 1_500, tzinfo=UTC)) == datetime(
+        2026, 1, 1, 0, 0, 0, 2_000, tzinfo=UTC
+    )
+
+
+def test_specs_every_sub_millisecond_has_no_fire_time():
+    schedule = parse_trigger_spec("every:500us").schedule()  # accepted by the parser
+    assert isinstance(schedule, EverySchedule)
+    with pytest.raises(ValueError):
+        schedule.next_after(utc(2026, 1, 1))
 
 
 def test_specs_every_zero_duration_has_no_fire_time():

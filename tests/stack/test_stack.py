@@ -1,0 +1,235 @@
+"""make run's flow on the embedded engine with the fake GitHub and Kapa: provisioning (twice), both endpoints,
+PRs landing in gh, integration_status and exactly one alert, and the six triggers; plus make demo itself."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import requests
+
+from provisioning.cli import main as provision
+from tests.fakes.github import FakeGitHub
+from tests.fakes.kapa import FakeKapa
+from tests.fakes.sample import DEMO_BASE, DEMO_PROJECT, DEMO_REPO, DEMO_SOURCE, populate_github, populate_kapa
+from tests.support import ServerProcess, free_port, start_server
+
+ROOT = Path(__file__).resolve().parents[2]
+DEADLINE_S = 30.0
+SIX = {
+    "github_pr_endpoint": '{"request_path":{"path":"github_prs"}}',
+    "github_pr_monitor": '{"every":{"duration":{"secs":3600,"nanos":0}}}',
+    "kapa_sources_endpoint": '{"request_path":{"path":"kapa_sources"}}',
+    "kapa_sources_monitor": '{"every":{"duration":{"secs":21600,"nanos":0}}}',
+    "gh_kapa_monitor": '{"single_table_wal_write":{"table_name":"gh"}}',
+    "docs_freshness_daily": '{"schedule":{"schedule":"0 0 8 * * *"}}',
+}
+
+
+@dataclass
+class Stack:
+    server: ServerProcess
+    env: dict[str, str]
+    github: FakeGitHub
+    kapa: FakeKapa
+
+    def provision(self, *args: str, **overrides: str) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        rc = provision(list(args), out=out, err=err, environ={**self.env, **overrides})
+        return rc, out.getvalue(), err.getvalue()
+
+    def sql(self, q: str) -> list[dict]:
+        r = self.server.session.post(f"{self.server.url}/api/v3/query_sql",
+                                     json={"db": "aichat", "q": q, "format": "json"}, timeout=30)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def call(self, path: str, body: dict) -> requests.Response:
+        return self.server.session.post(f"{self.server.url}/api/v3/engine/{path}", json=body, timeout=60)
+
+
+def poll(check: Callable[[], object], what: str, deadline_s: float = DEADLINE_S) -> object:
+    """Re-run ``check`` until it returns a truthy value; fail with ``what`` at the deadline."""
+    end = time.monotonic() + deadline_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > end:
+            pytest.fail(f"timed out after {deadline_s}s waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("stack")
+    now = datetime.now(UTC)
+    github = FakeGitHub(accept_any_token=True).start()
+    kapa = FakeKapa(accept_any_key=True).start()
+    populate_github(github, now)
+    populate_kapa(kapa, now)
+    key = tmp / "kapa_key"
+    key.write_text("stack-test-key")
+    try:
+        with start_server(tmp / "server", auth=True, plugin_dir=ROOT / "plugins", wal_flush_interval="100ms",
+                          extra_args=["--virtual-env-location", str(tmp / "venv")]) as srv:
+            env = {
+                "PROVISION_ENV_FILE": str(tmp / "no.env"),
+                "INFLUXDB3_HOST_URL": srv.url,
+                "INFLUXDB3_AUTH_TOKEN_FILE": str(tmp / "server" / "admin-token.json"),
+                "INFLUXDB3_PLUGIN_PACKAGES": "",
+                "PROVISION_WAIT_SECONDS": "20",
+                "GITHUB_API_URL": github.url,
+                "GITHUB_REPO": DEMO_REPO,
+                "GITHUB_BASE": DEMO_BASE,
+                "GITHUB_TOKEN_FILE": "",
+                "KAPA_API_URL": kapa.url,
+                "KAPA_PROJECT_ID": DEMO_PROJECT,
+                "KAPA_SOURCE_NAME": DEMO_SOURCE,
+                "KAPA_TOKEN_FILE": str(key),
+                "NOTIFY_URL_FILE": "",
+            }
+            yield Stack(srv, env, github, kapa)
+    finally:
+        github.stop()
+        kapa.stop()
+
+
+def test_stack_provision_twice_second_run_changes_nothing(stack: Stack):
+    rc, out, err = stack.provision()
+    assert (rc, err) == (0, "")
+    assert [line for line in out.splitlines() if line.startswith("created trigger")] == [
+        "created trigger github_pr_endpoint (request:github_prs -> github_prs.py)",
+        "created trigger github_pr_monitor (every:1h -> github_prs.py)",
+        "created trigger kapa_sources_endpoint (request:kapa_sources -> kapa_sources.py)",
+        "created trigger kapa_sources_monitor (every:6h -> kapa_sources.py)",
+        "created trigger gh_kapa_monitor (table:gh -> docs_freshness.py)",
+        "created trigger docs_freshness_daily (cron:0 0 8 * * * -> docs_freshness.py)",
+    ]
+    rc, out, err = stack.provision()
+    assert (rc, err) == (0, "")
+    assert out.splitlines()[-1] == "no change: database, tables and triggers already as declared"
+    assert sum(line.endswith(": unchanged") for line in out.splitlines()) == 6
+    assert stack.server.token not in out + err
+
+
+def test_stack_six_triggers_present(stack: Stack):
+    rows = stack.sql("SELECT trigger_name, plugin_filename, trigger_specification, disabled "
+                     "FROM system.processing_engine_triggers")
+    assert {r["trigger_name"]: r["trigger_specification"] for r in rows} == SIX
+    assert all(r["disabled"] is False for r in rows)
+    args = stack.sql("SELECT argument_key, argument_value FROM system.processing_engine_trigger_arguments "
+                     "WHERE trigger_name = 'gh_kapa_monitor'")
+    assert {a["argument_key"]: a["argument_value"] for a in args} == {
+        "repo": DEMO_REPO, "source_name": DEMO_SOURCE, "severity_threshold": "200", "project_id": DEMO_PROJECT,
+        "kapa_api_url": stack.kapa.url, "kapa_token_file": stack.env["KAPA_TOKEN_FILE"]}
+
+
+def test_stack_changed_setting_replaces_only_affected_triggers_and_prune_removes_undeclared(stack: Stack, tmp_path):
+    rc, out, _ = stack.provision(SEVERITY_THRESHOLD="300")
+    assert rc == 0
+    assert [line for line in out.splitlines() if line.startswith("replaced")] == [
+        "replaced trigger gh_kapa_monitor (arguments severity_threshold)",
+        "replaced trigger docs_freshness_daily (arguments severity_threshold)",
+    ]
+    extra = tmp_path / "extra.toml"
+    extra.write_text((ROOT / "provisioning" / "triggers.toml").read_text()
+                     + '\n[triggers.scratch]\nplugin = "docs_freshness.py"\nspec = "every:1d"\n')
+    assert stack.provision("--triggers-file", str(extra))[0] == 0
+    rc, out, _ = stack.provision()  # back to the packaged file and threshold: scratch is kept without --prune
+    assert rc == 0 and "trigger scratch: not declared; kept (--prune removes it)" in out.splitlines()
+    rc, out, _ = stack.provision("--prune")
+    assert rc == 0 and "deleted trigger scratch (not declared)" in out.splitlines()
+    names = {r["trigger_name"] for r in stack.sql("SELECT trigger_name FROM system.processing_engine_triggers")}
+    assert names == set(SIX)
+
+
+def test_stack_bad_trigger_gives_one_clear_line_and_non_zero_exit(stack: Stack, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[triggers.gh_pr_monitor]\nplugin = "github_pr_sched.py"\nspec = "every:1h"\n')
+    rc, out, err = stack.provision("--triggers-file", str(bad))
+    assert rc == 1
+    assert err.splitlines() == [
+        'error: trigger gh_pr_monitor: plugin github_pr_sched.py is the seed documentation\'s name; '
+        'use plugin = "github_prs.py"']
+    missing = tmp_path / "missing.toml"
+    missing.write_text('[triggers.ghost]\nplugin = "no_such_plugin.py"\nspec = "every:1h"\n')
+    rc, _, err = stack.provision("--triggers-file", str(missing))
+    assert rc == 1
+    assert err.splitlines() == [
+        "error: trigger ghost: plugin file no_such_plugin.py is not in the server's plugin directory; put the "
+        "file in plugins/ (the server's --plugin-dir) or correct plugin in triggers.toml"]
+
+
+def test_stack_endpoints_collect_rows_and_alert_once(stack: Stack):
+    r = stack.call("kapa_sources", {})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["status"], body["project_id"]) == ("success", DEMO_PROJECT)
+    assert body["source_count"] == len(body["sources"]) >= 1
+    assert poll(lambda: stack.sql("SELECT COUNT(*) AS n FROM kapa_source WHERE event_type = 'ingested_at'")[0]["n"],
+                "kapa_source rows")
+
+    r = stack.call("github_prs", {"time_period": "week"})
+    assert r.status_code == 200, r.text
+    prs = r.json()
+    assert prs["status"] == "success" and prs["pr_count"] > 0
+    assert stack.sql("SELECT COUNT(*) AS n FROM gh")[0]["n"] == prs["pr_count"]
+
+    status = poll(lambda: stack.sql("SELECT * FROM integration_status"), "an integration_status row")
+    assert {(s["repo"], s["source_name"]) for s in status} == {(DEMO_REPO, DEMO_SOURCE)}
+    alerts = poll(lambda: stack.sql("SELECT * FROM documentation_alert"), "a documentation_alert row")
+    assert len(alerts) == 1
+    assert (alerts[0]["repo"], alerts[0]["source_name"]) == (DEMO_REPO, DEMO_SOURCE)
+    assert alerts[0]["severity"] in ("info", "warning")
+
+
+def test_stack_make_demo_serves_both_endpoints_and_stops_on_ctrl_c(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("INFLUXDB3_", "GITHUB_", "KAPA_"))}
+    env.update(PROVISION_ENV_FILE=str(tmp_path / "no.env"), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scripts.run_stack", "--demo", "--port", str(port), "--data-dir", str(tmp_path / "d"),
+         "--secrets-dir", str(tmp_path / "secrets"), "--log-file", str(tmp_path / "server.log")],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        output: list[str] = []
+        assert proc.stdout is not None
+        reader = threading.Thread(target=lambda: output.extend(iter(proc.stdout.readline, "")), daemon=True)
+        reader.start()
+        end = time.monotonic() + 60
+        while not any(line.startswith("aichat-stack is ready") for line in list(output)):
+            if proc.poll() is not None or time.monotonic() > end:
+                pytest.fail("make demo did not become ready:\n" + "".join(output))
+            time.sleep(0.05)
+        admin = tmp_path / "secrets" / "influxdb3_admin_token.json"
+        assert admin.stat().st_mode & 0o777 == 0o600
+        token = json.loads(admin.read_text())["token"]
+        assert token not in "".join(output)
+        h = {"Authorization": f"Bearer {token}"}
+        url = f"http://127.0.0.1:{port}/api/v3/engine"
+        kapa = requests.post(f"{url}/kapa_sources", headers=h, timeout=60)
+        gh = requests.post(f"{url}/github_prs", headers=h, json={"time_period": "week"}, timeout=60)
+        assert kapa.status_code == 200 and kapa.json()["source_count"] >= 1, kapa.text
+        assert gh.status_code == 200 and gh.json()["pr_count"] >= 1, gh.text
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:  # SIGTERM first: run_stack then stops its server and fakes
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -1,0 +1,162 @@
+"""Grafana provisioning: the datasource file is the built-in InfluxDB datasource in SQL mode, and every
+dashboard panel's SQL runs on the embedded engine against sample data with exact results.
+
+Grafana's InfluxDB SQL mode (pkg/tsdb/influxdb/fsql) reads ``rawSql`` and interpolates macros before sending
+the query; we substitute them here the same way: ``$__timeFilter(col)`` -> ``col >= '<from>' AND col <= '<to>'``
+(RFC 3339, UTC), ``$__timeFrom``/``$__timeTo`` -> ``cast('<RFC 3339>' as timestamp)``,
+``$__interval`` -> ``interval '<n> second'``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support import start_server
+
+ROOT = Path(__file__).resolve().parents[2]
+DASHBOARD = json.loads((ROOT / "grafana" / "dashboards" / "aichat.json").read_text())
+DATASOURCES = yaml.safe_load((ROOT / "grafana" / "provisioning" / "datasources" / "influxdb3.yaml").read_text())
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+DAY0 = (NOW - timedelta(days=3)).replace(hour=0, minute=0, second=0)
+FROM, TO = NOW - timedelta(days=30), NOW + timedelta(minutes=1)
+
+
+def ns(dt: datetime) -> int:
+    return int(dt.timestamp()) * 1_000_000_000
+
+
+def rfc3339(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def interpolate(sql: str, start: datetime = FROM, end: datetime = TO, interval_s: int = 3600) -> str:
+    """Grafana's macro expansion for the InfluxDB SQL datasource."""
+    sql = re.sub(r"\$__timeFilter\(\s*([A-Za-z_\"]+)\s*\)",
+                 lambda m: f"{m.group(1)} >= '{rfc3339(start)}' AND {m.group(1)} <= '{rfc3339(end)}'", sql)
+    sql = re.sub(r"\$__timeFrom(\(\))?", f"cast('{rfc3339(start)}' as timestamp)", sql)
+    sql = re.sub(r"\$__timeTo(\(\))?", f"cast('{rfc3339(end)}' as timestamp)", sql)
+    sql = sql.replace("$__interval", f"interval '{interval_s} second'")
+    assert "$__" not in sql, f"unhandled macro in {sql}"
+    return sql
+
+
+SAMPLE = "\n".join([
+    # two PRs on DAY0 (10 + 5 lines), one on DAY0+1 (40 lines), one outside the dashboard range
+    f'gh,repo=acme/docs,ref=master,pr_number=1 activity_type="pr_merge",lines=10i,additions=7i,deletions=3i,'
+    f'author="a",title="t1",url="u1" {ns(DAY0 + timedelta(hours=1))}',
+    f'gh,repo=acme/docs,ref=master,pr_number=2 activity_type="pr_merge",lines=5i,additions=5i,deletions=0i,'
+    f'author="b",title="t2",url="u2" {ns(DAY0 + timedelta(hours=2))}',
+    f'gh,repo=acme/docs,ref=master,pr_number=3 activity_type="pr_merge",lines=40i,additions=30i,deletions=10i,'
+    f'author="a",title="t3",url="u3" {ns(DAY0 + timedelta(days=1, hours=5))}',
+    f'gh,repo=acme/docs,ref=master,pr_number=4 activity_type="pr_merge",lines=999i,additions=999i,deletions=0i,'
+    f'author="a",title="old",url="u4" {ns(NOW - timedelta(days=90))}',
+    # Kapa ingestions: Documentation 2 and 5 days ago (latest counts), API reference 10 days ago
+    f'kapa_source,project_id=p,source_id=s1,source_name=Documentation,source_type=scrape,event_type=ingested_at '
+    f'timestamp_unix={int((NOW - timedelta(days=5)).timestamp())}i,timezone="UTC",occurred=1i {ns(NOW - timedelta(days=5))}',
+    f'kapa_source,project_id=p,source_id=s1,source_name=Documentation,source_type=scrape,event_type=ingested_at '
+    f'timestamp_unix={int((NOW - timedelta(days=2, hours=1)).timestamp())}i,timezone="UTC",occurred=1i '
+    f'{ns(NOW - timedelta(days=2, hours=1))}',
+    f'kapa_source,project_id=p,source_id=s1,source_name=Documentation,source_type=scrape,event_type=next_run_at '
+    f'timestamp_unix={int((NOW + timedelta(days=5)).timestamp())}i,timezone="UTC",scheduled=1i {ns(NOW + timedelta(days=5))}',
+    f'kapa_source,project_id=p,source_id=s2,source_name=API\\ reference,source_type=openapi,event_type=ingested_at '
+    f'timestamp_unix={int((NOW - timedelta(days=10, hours=1)).timestamp())}i,timezone="UTC",occurred=1i '
+    f'{ns(NOW - timedelta(days=10, hours=1))}',
+    # integration_status: an older and a newer evaluation for Documentation, one for API reference
+    f'integration_status,repo=acme/docs,source_name=Documentation days_since_ingestion=1i,prs_since_ingestion=2i,'
+    f'lines_since_ingestion=15i,needs_update=0i,severity_threshold=200i {ns(NOW - timedelta(days=1))}',
+    f'integration_status,repo=acme/docs,source_name=Documentation days_since_ingestion=2i,prs_since_ingestion=3i,'
+    f'lines_since_ingestion=55i,needs_update=1i,severity_threshold=200i {ns(NOW - timedelta(hours=1))}',
+    f'integration_status,repo=acme/docs,source_name=API\\ reference days_since_ingestion=10i,prs_since_ingestion=9i,'
+    f'lines_since_ingestion=300i,needs_update=1i,severity_threshold=200i {ns(NOW - timedelta(hours=2))}',
+    # alerts
+    f'documentation_alert,repo=acme/docs,source_name=Documentation,severity=info message="55 lines",'
+    f'lines_changed=55i,days_since_ingestion=2i {ns(NOW - timedelta(hours=1))}',
+    f'documentation_alert,repo=acme/docs,source_name=API\\ reference,severity=warning message="300 lines",'
+    f'lines_changed=300i,days_since_ingestion=10i {ns(NOW - timedelta(hours=2))}',
+])
+
+
+def panel_sql(title: str) -> str:
+    (panel,) = [p for p in DASHBOARD["panels"] if p["title"] == title]
+    (target,) = panel["targets"]
+    return target["rawSql"]
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    with start_server(tmp_path_factory.mktemp("grafana"), auth=False) as srv:
+        r = srv.session.post(f"{srv.url}/api/v3/write_lp?db=aichat", data=SAMPLE, timeout=30)
+        assert r.status_code == 204, r.text
+        yield srv
+
+
+def run(engine, sql: str) -> list[dict]:
+    r = engine.session.post(f"{engine.url}/api/v3/query_sql",
+                            json={"db": "aichat", "q": interpolate(sql), "format": "json"}, timeout=30)
+    assert r.status_code == 200, f"{r.status_code} {r.text}\n{interpolate(sql)}"
+    return r.json()
+
+
+def test_grafana_datasource_is_builtin_influxdb_in_sql_mode_without_a_committed_token():
+    (ds,) = DATASOURCES["datasources"]
+    assert ds["type"] == "influxdb" and ds["uid"] == "aichat-influxdb3"
+    assert ds["url"] == "http://influxdb3:8181"
+    assert ds["jsonData"] == {"version": "SQL", "dbName": "${INFLUXDB3_DATABASE}", "insecureGrpc": True}
+    assert ds["secureJsonData"] == {"token": "${INFLUXDB3_GRAFANA_TOKEN}"}
+
+
+def test_grafana_dashboard_has_the_four_panels_all_on_the_provisioned_datasource():
+    assert [p["title"] for p in DASHBOARD["panels"]] == [
+        "PR lines merged per day",
+        "Lines merged since last ingestion, per source",
+        "Days since ingestion",
+        "Recent alerts",
+    ]
+    for p in DASHBOARD["panels"]:
+        for t in p["targets"]:
+            assert t["datasource"] == {"type": "influxdb", "uid": "aichat-influxdb3"}
+            assert t["rawQuery"] is True and t["format"] in ("table", "time_series")
+
+
+def test_grafana_sql_pr_lines_merged_per_day(engine):
+    rows = run(engine, panel_sql("PR lines merged per day"))
+    day0 = DAY0.strftime("%Y-%m-%dT%H:%M:%S")
+    day1 = (DAY0 + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    assert rows == [{"day": day0, "lines": 15, "prs": 2}, {"day": day1, "lines": 40, "prs": 1}]
+
+
+def test_grafana_sql_lines_since_last_ingestion_uses_the_latest_status_per_source(engine):
+    rows = run(engine, panel_sql("Lines merged since last ingestion, per source"))
+    assert rows == [
+        {"source_name": "API reference", "repo": "acme/docs", "lines_since_ingestion": 300,
+         "prs_since_ingestion": 9, "needs_update": 1},
+        {"source_name": "Documentation", "repo": "acme/docs", "lines_since_ingestion": 55,
+         "prs_since_ingestion": 3, "needs_update": 1},
+    ]
+
+
+def test_grafana_sql_days_since_ingestion(engine):
+    rows = run(engine, panel_sql("Days since ingestion"))
+    assert [(r["source_name"], r["days_since_ingestion"]) for r in rows] == [
+        ("API reference", 10), ("Documentation", 2)]
+    assert rows[1]["last_ingested_at"] == (NOW - timedelta(days=2, hours=1)).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def test_grafana_sql_recent_alerts_newest_first(engine):
+    rows = run(engine, panel_sql("Recent alerts"))
+    assert [(r["severity"], r["source_name"], r["lines_changed"]) for r in rows] == [
+        ("info", "Documentation", 55), ("warning", "API reference", 300)]
+    assert rows[0]["message"] == "55 lines"
+
+
+def test_grafana_sql_time_filter_excludes_rows_outside_the_range(engine):
+    sql = interpolate(panel_sql("PR lines merged per day"), start=NOW - timedelta(days=1), end=NOW)
+    r = engine.session.post(f"{engine.url}/api/v3/query_sql", json={"db": "aichat", "q": sql, "format": "json"})
+    assert r.status_code == 200 and r.json() == []
