@@ -138,14 +138,14 @@ def _number(name, raw, cast, low, high):
 
 
 def _read_token_file(path, setting):
+    """The file's stripped text, or None when it is empty. Raises ConfigError when it cannot be read."""
     try:
         with open(path, encoding="utf-8") as handle:
             token = handle.read().strip()
     except OSError as exc:
         raise ConfigError(f"{setting}: cannot read {path} ({exc.strerror or type(exc).__name__})") from None
-    if not token:
-        raise ConfigError(f"{setting}: {path} is empty")
-    return token
+    # An empty file means "not configured": `make secrets` and Compose mount empty placeholders.
+    return token or None
 
 
 def _resolve_token(args, body_token):

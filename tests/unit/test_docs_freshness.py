@@ -191,6 +191,14 @@ def test_docs_freshness_failing_webhook_keeps_the_alert_row(seeded, webhook, now
                "after 4 attempts" in text for level, text in r.logs)
 
 
+def test_docs_freshness_empty_notify_file_means_no_webhook(seeded, webhook, now, fast, tmp_path):
+    url_file = tmp_path / "notify_url"
+    url_file.write_text("")
+    seeded.args = {**fast, "notify_url_file": str(url_file)}
+    seeded.writes(_gh_lp(10, 150, now - timedelta(hours=1)))
+    assert webhook.count("post") == 0 and len(_alerts(seeded)) == 1
+
+
 def test_docs_freshness_webhook_retry_then_success(seeded, webhook, now, fast, tmp_path):
     url_file = tmp_path / "notify_url"
     url_file.write_text(webhook.url + "/hook")

@@ -377,6 +377,17 @@ def test_github_prs_missing_token_file_is_400(github, make_harness, fast, tmp_pa
     assert r.json()["message"] == f"github_token_file: cannot read {tmp_path / 'absent'} (No such file or directory)"
 
 
+def test_github_prs_empty_token_file_means_no_token(github, make_harness, fast, now, tmp_path):
+    # `make secrets` and Compose mount empty placeholders: an empty file is "no token", so REST is used.
+    token_file = tmp_path / "github_token"
+    token_file.write_text("\n")
+    _merged(github, now, 2)
+    h = make_harness(PLUGIN, _args(github, fast, github_token_file=str(token_file)))
+    r = h.request()
+    assert r.status == 200 and r.json()["pr_count"] == 2
+    assert github.count("graphql") == 0 and github.count("list") == 1
+
+
 @pytest.mark.parametrize("key", ["github_token", "token", "access_token"])
 def test_github_prs_token_in_query_string_is_refused(github, make_harness, fast, github_token, exposed, key):
     h = make_harness(PLUGIN, _args(github, fast))

@@ -137,6 +137,17 @@ def test_kapa_sources_missing_settings_are_400(kapa, make_harness, fast, kapa_ke
     assert kapa.count() == 0
 
 
+def test_kapa_sources_empty_key_file_is_a_missing_key(kapa, make_harness, fast, tmp_path):
+    key_file = tmp_path / "kapa_token"
+    key_file.write_text("")
+    h = make_harness(PLUGIN, {"kapa_api_url": kapa.url, "project_id": PROJECT, "kapa_token_file": str(key_file)})
+    r = h.request()
+    assert (r.status, r.json()["message"]) == (400, (
+        "missing Kapa API key: set the trigger argument kapa_token_file or KAPA_TOKEN_FILE (or mount "
+        "/run/secrets/kapa_token)"))
+    assert kapa.count() == 0
+
+
 @pytest.mark.parametrize("body, message", [
     (b"{", "request body is not valid JSON: Expecting property name enclosed in double quotes at line 1 column 2"),
     ({"project_id": 7}, "field 'project_id' must be a string, got int"),
