@@ -533,17 +533,35 @@ class _ScanState:
         return self.quoted
 
 
+# A piece (text between two newlines) without backslashes that matches _PLAIN_LINE ends its line for
+# ``scanLine``: before the first space quotes do not toggle; after it, every ``=`` (outside quotes)
+# opens a value in which quotes come in pairs (toggling in and out) and that ends at a ``,`` or at the
+# end of the piece, so the quote state is off at the end. A sufficient condition: pieces that do not
+# match go through the exact scanner.
+_PLAIN_VALUE = '[^"=,\\n]*(?:"[^"\\n]*"[^"=,\\n]*)*'
+_PLAIN_FIELD = '[^"=,\\n]*=' + _PLAIN_VALUE
+_PLAIN_LINE = "[^ \\n]*(?: " + _PLAIN_FIELD + "(?:," + _PLAIN_FIELD + ")*)?"
+_PLAIN_LINE_RE = re.compile(_PLAIN_LINE)
+# A whole body of such pieces (pieces without quotes always qualify); atomic groups keep it linear.
+_PLAIN_BODY_RE = re.compile(
+    "(?>" + _PLAIN_LINE + '(?=\\n|\\Z)|[^"\\n]*)(?:\\n(?>' + _PLAIN_LINE + '(?=\\n|\\Z)|[^"\\n]*))*'
+)
+
+
 def _split_lines(body: str) -> list[str]:
     """Go ``scanLine`` semantics: newlines inside quoted field values or after ``\\`` don't split."""
     pieces = body.split("\n")
     if '"' not in body and "\\" not in body:
         return pieces
+    if "\\" not in body and _PLAIN_BODY_RE.fullmatch(body):
+        return pieces
     out: list[str] = []
+    plain = _PLAIN_LINE_RE.fullmatch
     i = 0
     count = len(pieces)
     while i < count:
         piece = pieces[i]
-        if "\\" not in piece and '"' not in piece:
+        if "\\" not in piece and ('"' not in piece or plain(piece)):
             out.append(piece)
             i += 1
             continue
@@ -579,8 +597,12 @@ def _rust_lines(body: str) -> list[str]:
 
 # --- fast path --------------------------------------------------------------------------------
 
-_IRREGULAR_RE = re.compile('[\\\\"\t\r\0]')
-_IRREGULAR_CHARS = ("\\", '"', "\t", "\r", "\0")
+_IRREGULAR_RE = re.compile("[\\\\\t\r\0]")
+_IRREGULAR_CHARS = ("\\", "\t", "\r", "\0")
+#: longer lines take the slow path, which checks the 64 KB limit of names and strings
+_FAST_MAX_CHARS = STRING_LIMIT_BYTES // 4
+#: stands for a quoted string value in a line given to the fast path (NUL never reaches it)
+_STRING_MARK = "\0"
 
 
 def _fast_series(
@@ -594,7 +616,7 @@ def _fast_series(
     result: tuple[str, dict[str, str]] | None
     parts = series.split(",")
     measurement = parts[0]
-    if not measurement:
+    if not measurement or _STRING_MARK in series:
         result = None
     else:
         tags: dict[str, str] = {}
@@ -622,6 +644,7 @@ _INT_KIND = ("int64", int)
 _UINT_KIND = ("uint64", int)
 _FLOAT_KIND = ("float64", float)
 _BOOL_KIND = ("bool", _BOOL_WORDS.__getitem__)
+_STRING_KIND = ("utf8", str)  # the value is the mark; the string itself is put in afterwards
 
 
 class _FieldShape(NamedTuple):
@@ -632,6 +655,7 @@ class _FieldShape(NamedTuple):
     has_suffix: bool
     ints: Any  # itemgetter over int64/uint64 positions (one position: still returns a tuple)
     uints: Any  # itemgetter over uint64 positions
+    strings: tuple[int, ...]  # positions of quoted string values (marks)
 
 
 def _getter(positions: list[int]) -> Any:
@@ -649,6 +673,7 @@ def _shape_for(shape_text: str) -> _FieldShape | None:
     convs: list[Any] = []
     ints: list[int] = []
     uints: list[int] = []
+    strings: list[int] = []
     for position, pair in enumerate(shape_text.split(",")):
         _, sep, residue = pair.partition("=")
         if not sep:
@@ -664,18 +689,26 @@ def _shape_for(shape_text: str) -> _FieldShape | None:
             uints.append(position)
         elif residue in _BOOL_WORDS:
             kind = _BOOL_KIND
+        elif residue == _STRING_MARK:
+            kind = _STRING_KIND
+            strings.append(position)
         else:
             return None
         types.append(kind[0])
         convs.append(kind[1])
-    return _FieldShape(tuple(types), tuple(convs), bool(ints), _getter(ints), _getter(uints))
+    return _FieldShape(
+        tuple(types), tuple(convs), bool(ints), _getter(ints), _getter(uints), tuple(strings)
+    )
 
 
 _INVALID_SHAPE: Any = object()
 
 
-def _fast_fields(text: str, shapes: dict[str, Any]) -> dict[str, FieldValue] | None:
-    """A field set without escapes or quotes, converted through a per-shape converter table."""
+def _fast_fields(
+    text: str, shapes: dict[str, Any], strings: list[str] | None = None
+) -> dict[str, FieldValue] | None:
+    """A field set without escapes, converted through a per-shape converter table. Quoted string
+    values appear as a mark each (see ``_unquote``), ``strings`` holding their texts in order."""
     shape_text = text.translate(_SHAPE_TABLE)
     shape = shapes.get(shape_text)
     if shape is None:
@@ -715,7 +748,28 @@ def _fast_fields(text: str, shapes: dict[str, Any]) -> dict[str, FieldValue] | N
         return None  # malformed number or bool word: the slow path reports it
     if len(fields) != len(keys):
         return None  # a duplicate key: the slow path decides
+    if shape.strings:
+        if strings is None or len(strings) != len(shape.strings):
+            return None
+        for position, value in zip(shape.strings, strings):  # noqa: B905
+            fields[keys[position]] = ("utf8", value)
     return fields
+
+
+def _unquote(seg: str) -> tuple[str, list[str]] | None:
+    """``seg`` with each quoted field string replaced by a mark, and the strings; None unless every
+    quote pairs up as ``="…"`` followed by ``,``, a space or the end (no escapes: the caller has
+    checked there is no backslash), so that the fast path reads the rest as it reads any line."""
+    parts = seg.split('"')
+    count = len(parts) >> 1
+    if not len(parts) & 1 or "\n" in seg:
+        return None
+    text = _STRING_MARK.join(parts[0::2])
+    if text.count("=" + _STRING_MARK) != count or (
+        text.count(_STRING_MARK + ",") + text.count(_STRING_MARK + " ") + (text[-1] == _STRING_MARK) != count
+    ):
+        return None
+    return text, parts[1::2]
 
 
 _new_line = tuple.__new__
@@ -753,8 +807,9 @@ def _parse_body(body: str, multiplier: int, default_time_ns: int) -> tuple[list[
     raw_lines: list[str] | None = None  # Rust str::lines() of the body, computed on first error
     series_cache: dict[str, tuple[str, dict[str, str]] | None] = {}
     shapes: dict[str, _FieldShape] = {}
-    # lines of a body without backslashes, quotes, tabs, CRs or NULs need no per-line check
+    # lines of a body without backslashes, tabs, CRs or NULs need no per-line check
     check_lines = any(c in body for c in _IRREGULAR_CHARS)
+    has_quotes = '"' in body
     irregular = _IRREGULAR_RE.search
     append = parsed.append
     ordinal = 0
@@ -764,8 +819,15 @@ def _parse_body(body: str, multiplier: int, default_time_ns: int) -> tuple[list[
             if not seg:
                 continue
         ordinal += 1
-        if not (check_lines and irregular(seg)):
-            parts = seg.split(" ")
+        if not (check_lines and irregular(seg)) and len(seg) <= _FAST_MAX_CHARS:
+            strings = None
+            if has_quotes and '"' in seg:
+                unquoted = _unquote(seg)
+                parts = [] if unquoted is None else unquoted[0].split(" ")
+                if unquoted is not None:
+                    strings = unquoted[1]
+            else:
+                parts = seg.split(" ")
             nparts = len(parts)
             if nparts == 3:
                 series = series_cache.get(parts[0], _MISSING)
@@ -778,7 +840,7 @@ def _parse_body(body: str, multiplier: int, default_time_ns: int) -> tuple[list[
                     and ts_text.isascii()
                     and (len(ts_text) < 19 or (len(ts_text) == 19 and ts_text <= _I64_MAX_TEXT))
                 ):
-                    fields = _fast_fields(parts[1], shapes)
+                    fields = _fast_fields(parts[1], shapes, strings)
                     if fields is not None:
                         ts = int(ts_text)
                         time_ns = ts * (multiplier or _MULTIPLIER[_auto_unit(ts)])
@@ -793,7 +855,7 @@ def _parse_body(body: str, multiplier: int, default_time_ns: int) -> tuple[list[
                 if series is _MISSING:
                     series = _fast_series(parts[0], series_cache)
                 if series is not None:
-                    fields = _fast_fields(parts[1], shapes)
+                    fields = _fast_fields(parts[1], shapes, strings)
                     if fields is not None:
                         line = (series[0], series[1].copy(), fields, default_time_ns, ordinal, None)
                         append(_new_line(ParsedLine, line))

@@ -55,6 +55,10 @@ POOL_WORKERS = 64
 
 
 
+#: seconds in-flight requests may take to finish once SIGTERM/SIGINT arrives
+SHUTDOWN_GRACE_S = 2.0
+
+
 class _ExactResponse(web.Response):
     """A response that sends only the headers we set.
 
@@ -313,7 +317,9 @@ async def serve(cfg: ServeConfig) -> None:
             cfg, routes, tokens=tokens, engine_handler=engine_handler, cluster_uuid=cluster_uuid, metrics=metrics
         )
         lowlevel = web.Server(server.handle, auto_decompress=False, access_log=None)
-        runner = web.ServerRunner(lowlevel, handle_signals=False)
+        # In-flight requests get a short grace period on shutdown; a plugin stuck in a request must not hold
+        # the process (the real server's process exit ends every plugin call too).
+        runner = web.ServerRunner(lowlevel, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_S)
         await runner.setup()
         site = web.SockSite(runner, sock)
         await site.start()
@@ -352,4 +358,23 @@ def run(cfg: ServeConfig) -> int:
     except StartupError as exc:
         log.error("%s", exc)
         return 1
-    return 0
+    return _exit_past_stuck_threads(0)
+
+
+def _exit_past_stuck_threads(code: int) -> int:
+    """Return ``code``, or end the process at once when plugin threads are still running.
+
+    The engine is closed (its last WAL flush is durable) before this runs. A plugin that loops or sleeps
+    forever holds a non-daemon thread that interpreter shutdown would wait on for ever; the real server's
+    process exit simply ends it, so this one does too.
+    """
+    import threading
+
+    stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive() and not t.daemon]
+    if not stuck:
+        return code
+    log.warning("%d plugin thread(s) still running at shutdown; exiting without waiting for them", len(stuck))
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

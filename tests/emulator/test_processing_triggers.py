@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -522,3 +523,44 @@ def test_processing_trigger_directory_plugin_and_directory_upload(srv: ServerPro
                         timeout=10)
     assert (r.status_code, r.text) == (200, "")
     assert sorted(p.relative_to(pkg).as_posix() for p in pkg.rglob("*.py")) == ["__init__.py", "sub/more.py"]
+
+
+# ------------------------------------------------------------------------------------------ shutdown
+def test_processing_sigterm_with_a_plugin_stuck_in_a_request_stops_promptly_and_keeps_writes(
+    tmp_path: Path,
+) -> None:
+    plugin_dir = tmp_path / "plugins"
+    plugin_dir.mkdir()
+    (plugin_dir / "stuck.py").write_text(textwrap.dedent("""
+        import time
+        def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):
+            influxdb3_local.info("stuck")
+            time.sleep(300)
+        """))
+    server = start_server(tmp_path / "srv", plugin_dir=plugin_dir)
+    try:
+        db = "stuckdb"
+        assert server.session.post(f"{server.url}/api/v3/write_lp", params={"db": db}, data="m v=1i 1",
+                                   timeout=10).status_code == 204
+        assert create(server, body_for(db, "stuck", "request:stuck", plugin="stuck.py")).status_code == 200
+        outcome: list[str] = []
+
+        def call_stuck() -> None:  # the server goes away under this request: that is the point
+            try:
+                requests.get(f"{server.url}/api/v3/engine/stuck", timeout=30)
+                outcome.append("answered")
+            except requests.ConnectionError:
+                outcome.append("connection closed")
+
+        pending = threading.Thread(target=call_stuck, daemon=True)
+        pending.start()
+        wait_for(lambda: "stuck" in texts(logs_of(server, db, "stuck")))
+        started = time.monotonic()
+        code = server.stop()
+        assert code == 0 and time.monotonic() - started < 8.0  # bounded grace, not the plugin's 300 s
+        pending.join(5)
+        assert outcome == ["connection closed"]
+        server.start()
+        assert sql(server, db, "SELECT v FROM m") == [{"v": 1}]
+    finally:
+        server.stop()
