@@ -40,6 +40,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from emulator.errors import ApiError
+from emulator.processing.specs import format_duration
 
 log = logging.getLogger("emulator.processing")
 
@@ -80,33 +81,6 @@ class QueryError(Exception):
 
 
 # ------------------------------------------------------------------------------------------ humantime, time
-def format_duration_ns(total_ns: int) -> str:
-    """humantime 2.x ``format_duration``: ``1s 234ms 567us 890ns``; ``0s`` for zero."""
-    secs, nanos = divmod(max(int(total_ns), 0), 1_000_000_000)
-    if secs == 0 and nanos == 0:
-        return "0s"
-    years, rem = divmod(secs, 31_557_600)
-    months, rem = divmod(rem, 2_630_016)
-    days, rem = divmod(rem, 86_400)
-    hours, rem = divmod(rem, 3600)
-    minutes, seconds = divmod(rem, 60)
-    parts: list[str] = []
-    for value, unit, plural in ((years, "year", True), (months, "month", True), (days, "day", True)):
-        if value:
-            parts.append(f"{value}{unit}{'s' if value > 1 and plural else ''}")
-    for value, unit in (
-        (hours, "h"),
-        (minutes, "m"),
-        (seconds, "s"),
-        (nanos // 1_000_000, "ms"),
-        (nanos // 1000 % 1000, "us"),
-        (nanos % 1000, "ns"),
-    ):
-        if value:
-            parts.append(f"{value}{unit}")
-    return " ".join(parts)
-
-
 def format_chrono_utc(epoch_ns: int) -> str:
     """chrono's ``Display`` for ``DateTime<Utc>``: ``2026-01-02 03:04:05 UTC`` (fraction only when non-zero)."""
     secs, nanos = divmod(int(epoch_ns), 1_000_000_000)
@@ -631,7 +605,7 @@ def call_plugin(
                 raise PluginRunError(_exc_text(exc)) from exc
     except PluginRunError as exc:
         return CallResult(ok=False, error=str(exc))
-    ctx.log("INFO", f"finished execution in {format_duration_ns(time.perf_counter_ns() - start)}")
+    ctx.log("INFO", f"finished execution in {format_duration(max(time.perf_counter_ns() - start, 0))}")
     return CallResult(ok=True, response=response, writes=ctx.queued, sync_writes=ctx.sync_captured)
 
 
