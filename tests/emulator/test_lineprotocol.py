@@ -446,3 +446,78 @@ def test_lineprotocol_restores_garbage_collector_state():
 def test_lineprotocol_duplicate_field_keys_keep_one_value():
     # the parser accepts them; the last value wins in the row (first position kept)
     assert one("m a=1i,b=2i,a=3i 1").fields == {"a": ("int64", 3), "b": ("int64", 2)}
+
+
+# --- fast path for quoted string fields (no backslash) ----------------------------------------
+
+_string_value = st.text(st.sampled_from(list('ab ,="=#\t1.') + ["é", "\n"]), max_size=6).map(lambda s: f'"{s}"')
+_quoted_field_set = st.lists(
+    st.tuples(_field_key, st.one_of(_field_value, _string_value, st.sampled_from(['"', '""x', 'x""']))),
+    min_size=1,
+    max_size=4,
+).map(lambda pairs: ",".join(f"{k}={v}" for k, v in pairs))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    series=st.sampled_from(["m,t=v", 'm,t="v"', 'm"x', "m", 'm,t=v"']),
+    fields=_quoted_field_set,
+    extra=st.sampled_from(["", ",", " 1", " 12 ", ' "x"', ' x="y"', '"', " 1 2"]),
+)
+def test_lineprotocol_quoted_fast_path_agrees_with_grammar(series, fields, extra):
+    from emulator.lineprotocol import _split_lines
+
+    line = f"{series} {fields}{extra}"
+    if _split_lines(line) != [line]:
+        return  # a quoted newline joins lines: covered by the splitter tests
+    ok, errors = parse_lines(line, precision="ns", default_time_ns=NOW)
+    expected = _slow(line)
+    if isinstance(expected, str):
+        assert ok == []
+        assert [e.error_message for e in errors] == [expected]
+    else:
+        assert errors == []
+        measurement, tags, got_fields, ts = expected
+        assert (ok[0].measurement, ok[0].tags, ok[0].fields) == (measurement, tags, got_fields)
+        assert list(ok[0].fields) == list(got_fields)
+        assert ok[0].time_ns == (NOW if ts is None else ts)
+
+
+def test_lineprotocol_quoted_fast_path_values():
+    ok, errors = parse_lines(
+        'm,h=a f="a b,c=d",g=1i,e="",x="#" 5\nm s="x y" \nm s="x"y 1\nm s="x",s="y" 2',
+        precision="ns",
+        default_time_ns=NOW,
+    )
+    assert [line.fields for line in ok] == [
+        {"f": ("utf8", "a b,c=d"), "g": ("int64", 1), "e": ("utf8", ""), "x": ("utf8", "#")},
+        {"s": ("utf8", "y")},
+    ]
+    assert [(e.line_number, e.error_message) for e in errors] == [
+        (2, "Could not parse entire line. Found trailing content: ` `"),
+        (3, "Could not parse entire line. Found trailing content: `y 1`"),
+    ]
+
+
+def test_lineprotocol_long_lines_take_the_exact_path():
+    name = "m" * 70_000
+    assert error_of(f"{name} f=1 1") == "String is greater than 64KB"
+    assert error_of(f'm f="{"x" * 70_000}" 1') == "String is greater than 64KB"
+    assert one(f'm f="{"x" * 20_000}" 1').fields == {"f": ("utf8", "x" * 20_000)}
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.sampled_from(["a", " ", "=", ",", '"', "\n", "b=1", 'c="x y"', "#"]), max_size=30).map("".join))
+def test_lineprotocol_line_splitter_without_backslash_matches_go_scanline(body):
+    from emulator.lineprotocol import _split_lines
+
+    assert _split_lines(body) == _reference_split(body)
+
+
+def test_lineprotocol_line_splitter_plain_body_and_mixed_pieces():
+    from emulator.lineprotocol import _split_lines
+
+    body = 'm f="a",g=1 1\nm f="b\nc" 2\nm,t="x f="y" 3\n'
+    assert _split_lines(body) == _reference_split(body)
+    plain = 'm f="a b",g=1 1\nm g=2\n\nm a="" 3'
+    assert _split_lines(plain) == plain.split("\n") == _reference_split(plain)
