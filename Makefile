@@ -12,7 +12,7 @@ COMPOSE := docker compose $(COMPOSE_ENV)
 NEED_DOCKER = @command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1 || { \
 	echo "make $@ needs a running Docker engine (docker info failed). Without Docker use: make run"; exit 1; }
 
-.PHONY: help venv secrets env up down logs provision run demo test test-e2e test-quick lint bench
+.PHONY: help venv secrets env up down logs provision run demo test test-e2e test-quick test-py313 test-py313-available lint bench
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -62,6 +62,19 @@ test: venv ## run unit, emulator-conformance and stack tests (and e2e where Dock
 
 test-quick: venv ## unit tests only
 	$(PY) -m pytest -q tests/unit
+
+# the pyenv-installed 3.13 if there is one (its shim only answers when selected), else python3.13 on PATH
+PY313 ?= $(or $(lastword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13)),python3.13)
+VENV313 := .venv-py313
+test-py313-available:
+	@$(PY313) -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null
+
+test-py313: ## plugin unit tests on CPython 3.13, the real server's embedded Python (needs python3.13)
+	@$(PY313) -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null || { \
+		echo "make $@ needs a CPython 3.13 interpreter as $(PY313) (set PY313=/path/to/python3.13)"; exit 1; }
+	[ -x $(VENV313)/bin/python ] || $(PY313) -m venv $(VENV313)
+	$(VENV313)/bin/python -m pip install --quiet -e '.[test]'
+	$(VENV313)/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/emulator/test_harness.py tests/emulator/test_processing_runtime.py
 
 test-e2e: venv ## end-to-end tests against the real influxdb:3-core image (needs Docker)
 	$(PY) -m pytest -q -m e2e tests/e2e
