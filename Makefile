@@ -12,7 +12,7 @@ COMPOSE := docker compose $(COMPOSE_ENV)
 NEED_DOCKER = @command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1 || { \
 	echo "make $@ needs a running Docker engine (docker info failed). Without Docker use: make run"; exit 1; }
 
-.PHONY: help venv secrets env up down logs provision run demo test test-e2e test-quick test-py313 test-py313-available lint bench
+.PHONY: help venv secrets env up down logs provision run demo test test-e2e test-quick test-py313 test-py313-available secrets-access lint bench
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -34,8 +34,21 @@ secrets: venv ## create secrets/ token files offline (admin token + empty placeh
 
 env: .env ## copy .env.example to .env if .env is absent
 
+SECRET_FILES := secrets/influxdb3_admin_token.json secrets/github_token secrets/kapa_token secrets/notify_url
+secrets-access: secrets ## let the containers read secrets/ (uid 1500: influxdb3, provision; 472: grafana) via ACLs
+	@if [ "$$(uname -s)" != Linux ]; then \
+		echo "secrets/: Docker Desktop shares files with the containers as they are; no ACL needed"; \
+	elif command -v setfacl >/dev/null 2>&1; then \
+		setfacl -m u:1500:r,u:472:r $(SECRET_FILES) && \
+		echo "secrets/: read access for uid 1500 and 472 (POSIX ACL; the files stay yours, mode 600)"; \
+	else \
+		echo "make $@ needs setfacl (Debian/Ubuntu: apt-get install acl) to let the containers read secrets/;"; \
+		echo "Compose bind-mounts file secrets with their host owner and mode (see secrets/README.md)"; exit 1; \
+	fi
+
 up: .env secrets ## start influxdb3 + grafana in Docker Compose (waits for healthy), then provision
 	$(NEED_DOCKER)
+	@$(MAKE) --no-print-directory secrets-access
 	$(COMPOSE) up -d --wait
 	$(COMPOSE) --profile provision run --rm --build provision
 
