@@ -40,7 +40,7 @@ secrets-access: secrets ## let the containers read secrets/ (uid 1500: influxdb3
 		echo "secrets/: Docker Desktop shares files with the containers as they are; no ACL needed"; \
 	elif command -v setfacl >/dev/null 2>&1; then \
 		setfacl -m u:1500:r,u:472:r $(SECRET_FILES) && \
-		echo "secrets/: read access for uid 1500 and 472 (POSIX ACL; the files stay yours, mode 600)"; \
+		echo "secrets/: read access for uid 1500 and 472 only (POSIX ACL; the files stay yours)"; \
 	else \
 		echo "make $@ needs setfacl (Debian/Ubuntu: apt-get install acl) to let the containers read secrets/;"; \
 		echo "Compose bind-mounts file secrets with their host owner and mode (see secrets/README.md)"; exit 1; \
