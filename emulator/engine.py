@@ -1,7 +1,8 @@
 """The Engine facade: catalog + WAL + buffers + snapshots + queries, as the HTTP layer and the
 processing engine use them (docs/internals.md).
 
-Write path (reference §6, §6a): validate the db name, parse with :func:`emulator.lineprotocol.parse_lines`,
+Write path (reference §6, §6a): validate the db name, parse with :func:`emulator.lineprotocol.parse_columnar`
+(a body of one plain shape is checked once and queued as columns; anything else goes line by line),
 check every line against the catalog (types, tag/field clashes, limits; later lines of one request see
 the columns earlier lines added), commit the schema changes, queue the rows for the next flush. The
 flusher thread, every ``wal_flush_interval``, writes all queued rows as one WAL file (fsync), applies
@@ -46,7 +47,7 @@ from emulator.errors import ApiError, DatabaseNotFound, json_error, not_found, t
 from emulator.lineprotocol import LineError, ParsedLine
 from emulator.query import QueryRunner, SystemTableProvider
 from emulator.storage import Storage, arrow_schema
-from emulator.wal import Wal, WalEntry
+from emulator.wal import Wal, WalEntry, entry_num_rows, entry_rows
 
 log = logging.getLogger(__name__)
 
@@ -101,28 +102,31 @@ class _TableTxn:
         self.tags: list[str] = list(base.tags) if base else []
         self.tagset = set(self.tags)
         self.fields: dict[str, str] = dict(base.fields) if base else {}
-        #: accepted rows in request order, as runs of consecutive rows sharing one column list
-        self.runs: list[tuple[tuple[str, ...], list[tuple[Any, ...]]]] = []
+        #: accepted rows in request order, as runs of consecutive rows sharing one column list:
+        #: (names, rows) or, from the columnar path, (names, columns, num_rows)
+        self.runs: list[tuple[Any, ...]] = []
 
     def add_row(self, names: tuple[str, ...], row: tuple[Any, ...]) -> None:
         runs = self.runs
-        if runs and runs[-1][0] is names:
+        if runs and runs[-1][0] is names and len(runs[-1]) == 2:
             runs[-1][1].append(row)
         else:
             runs.append((names, [row]))
 
-    def compact_runs(self) -> list[tuple[tuple[str, ...], list[tuple[Any, ...]]]]:
+    def compact_runs(self) -> list[tuple[Any, ...]]:
         """The runs, merged into one run over the union of columns when there are many small ones
         (lines of alternating shapes), padding absent columns with None."""
         if len(self.runs) <= _MAX_RUNS:
             return self.runs
         union: dict[str, int] = {}
-        for names, _rows in self.runs:
-            for n in names:
+        for run in self.runs:
+            for n in run[0]:
                 union.setdefault(n, len(union))
         width = len(union)
         out: list[tuple[Any, ...]] = []
-        for names, rows in self.runs:
+        for run in self.runs:
+            names = run[0]
+            rows = entry_rows((None, None, *run))
             positions = [union[n] for n in names]
             for row in rows:
                 padded: list[Any] = [None] * width
@@ -177,6 +181,16 @@ class _TableTxn:
             raise
 
 
+class _ShapeProbe:
+    """A line of a parsed shape as ``_TableTxn.check_line`` reads it (column names and types only)."""
+
+    __slots__ = ("tags", "fields")
+
+    def __init__(self, shape: lineprotocol.ColumnarShape):
+        self.tags = dict.fromkeys(shape.tag_keys, "")
+        self.fields = {k: (t, None) for k, t in zip(shape.field_keys, shape.field_types, strict=True)}
+
+
 class _TableGetter:
     """Lazy access to one table's Arrow data for a query (with a cheap schema hint)."""
 
@@ -220,7 +234,7 @@ class Engine:
         self.storage = Storage(self.data_dir)
         self.wal = Wal(None)
         self.queries = QueryRunner()
-        self._listeners: list[FlushListener] = []
+        self._listeners: list[tuple[FlushListener, Callable[[str], bool] | None]] = []
         self._queue_lock = threading.Lock()
         self._batch = _Batch()
         self._stop = threading.Event()
@@ -266,10 +280,10 @@ class Engine:
         live = self._live_tables()
         replayed = 0
         for contents in self.wal.replay(self.storage.snapshot_sequence):
-            for db_id, table_id, names, rows in contents.entries:
-                if (db_id, table_id) in live:
-                    self.storage.apply(db_id, table_id, names, rows)
-                    replayed += len(rows)
+            for entry in contents.entries:
+                if (entry[0], entry[1]) in live:
+                    self.storage.apply(*entry)
+                    replayed += entry_num_rows(entry)
             self._last_sequence = contents.sequence
         if replayed:
             log.info("replayed %d rows from the WAL", replayed)
@@ -296,7 +310,28 @@ class Engine:
         if gc_was_enabled:
             gc.disable()
         try:
-            parsed, parse_errors = lineprotocol.parse_lines(text, precision=precision, default_time_ns=now)
+            result = lineprotocol.parse_columnar(text, precision=precision, default_time_ns=now)
+            fast = None
+            if result.shapes and not result.lines and not result.errors:
+                fast = self._commit_columnar(db, result.shapes)
+            if fast is None:
+                # a mixed body or a shape the catalog rejects: the exact path, line by line
+                parsed, parse_errors = result.to_lines(), result.errors
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        del result
+        if fast is None:
+            return self._write_lines(db, parsed, parse_errors, accept_partial, no_sync)
+        return self._finish_write(fast[0], fast[1], [], no_sync)
+
+    def _write_lines(self, db: str, parsed: list[ParsedLine], parse_errors: list[LineError],
+                     accept_partial: bool, no_sync: bool) -> WriteOutcome:
+        """The exact path: every line checked on its own (shapes once), errors with their line numbers."""
+        gc_was_enabled = gc.isenabled()
+        if gc_was_enabled:
+            gc.disable()
+        try:
             if parse_errors and not accept_partial:
                 # schema errors on earlier lines would come first; validate only those lines
                 first_bad = parse_errors[0].line_number
@@ -313,6 +348,10 @@ class Engine:
             if parse_errors:
                 return WriteOutcome(0, [parse_errors[0]])
         all_errors = sorted([*parse_errors, *errors], key=lambda e: e.line_number) if errors else parse_errors
+        return self._finish_write(entries, written, all_errors, no_sync)
+
+    def _finish_write(self, entries: list[WalEntry], written: int, all_errors: list[LineError],
+                      no_sync: bool) -> WriteOutcome:
         if not entries:
             return WriteOutcome(0, all_errors)
         batch = self._enqueue(entries, written)
@@ -371,6 +410,40 @@ class Engine:
             entries = self._commit_tables(db, tables)
         return entries, errors, written
 
+    def _commit_columnar(self, db_name: str, shapes: list[lineprotocol.ColumnarShape]
+                         ) -> tuple[list[WalEntry], int] | None:
+        """The fast path for lines parsed by shape: check each shape once against the catalog and queue
+        its columns as rows. Returns None, with nothing committed, when some shape is rejected (the
+        caller then takes the exact path, which reports each line's error)."""
+        with self.catalog.lock:
+            db = self.catalog.get_db(db_name)
+            tables: dict[str, _TableTxn] = {}
+            new_tables = 0
+            existing_tables = 0 if db is None else len(db.tables)
+            written = 0
+            for shape in shapes:
+                tt = tables.get(shape.measurement)
+                try:
+                    if tt is None:
+                        base = None if db is None else db.tables.get(shape.measurement)
+                        if base is None:
+                            if existing_tables + new_tables >= NUM_TABLES_LIMIT:
+                                return None
+                            new_tables += 1
+                        tt = tables[shape.measurement] = _TableTxn(shape.measurement, base)
+                    tt.check_line(_ShapeProbe(shape))
+                except _LineRejected:
+                    return None
+                names = (*shape.tag_keys, *shape.field_keys, TIME_COLUMN)
+                tt.runs.append((names, [*shape.tag_columns, *shape.field_columns, shape.times], shape.num_lines))
+                written += shape.num_lines
+            if not written:
+                return None
+            if db is None:
+                db = self._auto_create_db(db_name)
+            entries = self._commit_tables(db, tables)
+        return entries, written
+
     def _auto_create_db(self, name: str) -> DatabaseDef:
         try:
             return self.catalog.create_database(name, exist_ok=True)
@@ -398,8 +471,8 @@ class Engine:
                         tdef.fields[name] = ftype
                 tdef.version += 1
                 changed = True
-            for names, rows in tt.compact_runs():
-                entries.append((db.id, tdef.id, names, rows))
+            for run in tt.compact_runs():
+                entries.append((db.id, tdef.id, *run))
         if changed:
             self.catalog.save()
         return entries
@@ -461,22 +534,28 @@ class Engine:
                     continue
                 names = {t.id: t.name for t in db.tables.values()}
                 db_name = db.name
+            listeners = [fn for fn, wants in list(self._listeners) if wants is None or wants(db_name)]
+            if not listeners:
+                continue  # nobody wants this database's rows: no row dicts are built
             grouped: dict[str, list[dict[str, Any]]] = {}
-            for _db, table_id, columns, rows in entries:
-                name = names.get(table_id)
+            for entry in entries:
+                name = names.get(entry[1])
                 if name is not None:
+                    columns = entry[2]
                     grouped.setdefault(name, []).extend(
-                        {c: v for c, v in zip(columns, r, strict=True) if v is not None} for r in rows)
+                        {c: v for c, v in zip(columns, r, strict=True) if v is not None} for r in entry_rows(entry))
             batches = [{"table_name": n, "rows": r} for n, r in grouped.items()]
-            for listener in list(self._listeners):
+            for listener in listeners:
                 try:
                     listener(db_name, batches)
                 except Exception:
                     log.exception("flush listener %r failed", listener)
 
-    def add_flush_listener(self, fn: FlushListener) -> None:
-        """Call ``fn(db, table_batches)`` on the flusher thread after each flush, before writers return."""
-        self._listeners.append(fn)
+    def add_flush_listener(self, fn: FlushListener, wants: Callable[[str], bool] | None = None) -> None:
+        """Call ``fn(db, table_batches)`` on the flusher thread after each flush, before writers return;
+        with ``wants``, only for the databases for which ``wants(db)`` is true at that flush (the row
+        dicts are not built for a database no listener wants)."""
+        self._listeners.append((fn, wants))
 
     def flush_now(self) -> None:
         """Wait for the next flush to complete (tests and the harness)."""

@@ -42,8 +42,11 @@ __all__ = [
     "LineError",
     "ParsedLine",
     "PrecisionError",
+    "ColumnarResult",
+    "ColumnarShape",
     "display_line",
     "normalize_precision",
+    "parse_columnar",
     "parse_lines",
     "truncate_original_line",
 ]
@@ -876,3 +879,205 @@ def _parse_body(body: str, multiplier: int, default_time_ns: int) -> tuple[list[
             time_ns = _wrap_i64(ts * _MULTIPLIER[_auto_unit(ts)])
         append(_new_line(ParsedLine, (measurement, tags, fields, time_ns, ordinal, ts)))
     return parsed, errors
+
+
+# --- columnar parse (the engine's write path) --------------------------------------------------
+#
+# A body whose lines all have the shape of its first line (same measurement, tag keys, field keys
+# and field types, each value in a plain form) is parsed by one regular expression built from that
+# first line (a "template"): ``findall`` over the whole body yields every line's values, which are
+# then converted column by column. The template's character classes are stricter than the grammar
+# (no escapes, quotes, tabs, CRs, NULs or backslashes in names and values; single spaces; integers
+# short enough to be in range), so a line it matches parses exactly as ``parse_lines`` parses it; any
+# body that is not matched line for line goes to ``parse_lines``.
+
+
+class ColumnarShape(NamedTuple):
+    """Lines of one shape, as columns. ``tag_columns[i]`` holds the values of ``tag_keys[i]`` and
+    ``field_columns[j]`` the values of ``field_keys[j]`` (of type ``field_types[j]``), one per line;
+    ``times`` in nanoseconds, ``timestamps`` the lines' own values (None: no line has one)."""
+
+    measurement: str
+    tag_keys: tuple[str, ...]
+    field_keys: tuple[str, ...]
+    field_types: tuple[str, ...]
+    tag_columns: list[tuple[str, ...]]
+    field_columns: list[tuple[Any, ...]]
+    times: tuple[int, ...]
+    timestamps: list[int] | None
+    line_numbers: Any  # a sequence of int (a range for a whole body)
+
+    @property
+    def num_lines(self) -> int:
+        return len(self.times)
+
+    def to_lines(self) -> list[ParsedLine]:
+        """The same lines as :class:`ParsedLine` (what ``parse_lines`` returns for them)."""
+        tag_keys = self.tag_keys
+        field_keys = self.field_keys
+        types = self.field_types
+        n = len(self.times)
+        tag_rows = zip(*self.tag_columns, strict=True) if tag_keys else ((),) * n
+        field_rows = zip(*self.field_columns, strict=True)
+        stamps = self.timestamps if self.timestamps is not None else (None,) * n
+        return [
+            ParsedLine(self.measurement, dict(zip(tag_keys, tags, strict=True)),
+                       dict(zip(field_keys, zip(types, values, strict=True), strict=True)), time_ns, number, stamp)
+            for tags, values, time_ns, number, stamp in zip(
+                tag_rows, field_rows, self.times, self.line_numbers, stamps, strict=True)
+        ]
+
+
+class ColumnarResult(NamedTuple):
+    """``parse_columnar``'s answer: lines of the fast path by shape, the others as ``parse_lines``
+    gives them (``lines`` and ``errors``, in input order). Line numbers are shared across all three."""
+
+    shapes: list[ColumnarShape]
+    lines: list[ParsedLine]
+    errors: list[LineError]
+
+    def to_lines(self) -> list[ParsedLine]:
+        """Every valid line as ParsedLine, in input order (``parse_lines``' first result)."""
+        if not self.shapes:
+            return self.lines
+        out = [line for shape in self.shapes for line in shape.to_lines()]
+        if self.lines:
+            out.extend(self.lines)
+            out.sort(key=operator.attrgetter("line_number"))
+        return out
+
+
+_NAME_OK_RE = re.compile('[^ ,="\\\\\t\r\n\0]+')
+_TAG_VALUE_GROUP = '([^ ,="\\\\\t\r\n\0]+)'
+_VALUE_GROUPS = {
+    "float64": "(-?[0-9]+(?:\\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)",
+    "int64": "(-?[0-9]{1,18})i",
+    "uint64": "([0-9]{1,19})u",
+    "utf8": '"([^"\\\\\n]*)"',
+    "bool": "(true|True|TRUE|t|T|false|False|FALSE|f|F)",
+}
+_CONVERTERS: dict[str, Any] = {"float64": float, "int64": int, "uint64": int, "bool": _BOOL_WORDS.__getitem__}
+_templates: dict[str, re.Pattern[str]] = {}
+_CHUNK_LINES = 1000
+
+
+def parse_columnar(body: str, *, precision: str = "auto", default_time_ns: int) -> ColumnarResult:
+    """Parse a write body for the engine: like :func:`parse_lines` (same valid lines, errors, texts
+    and line numbers), with the lines of the fast path returned as columns by shape."""
+    unit = normalize_precision(precision)
+    gc_was_enabled = gc.isenabled()
+    if gc_was_enabled:
+        gc.disable()
+    try:
+        multiplier = _MULTIPLIER.get(unit, 0)
+        shape = _parse_template(body, multiplier, default_time_ns)
+        if shape is not None:
+            return ColumnarResult([shape], [], [])
+        lines, errors = _parse_body(body, multiplier, default_time_ns)
+        return ColumnarResult([], lines, errors)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _template_for(first: str) -> tuple[re.Pattern[str], str, tuple[str, ...], tuple[str, ...],
+                                       tuple[str, ...], bool] | None:
+    """The template of a first line, or None when that line is not a plain one."""
+    try:
+        measurement, tags, fields, ts = _parse_slow(first)
+    except (_Soft, _Hard):
+        return None
+    names = [measurement, *tags, *fields]
+    if measurement[0] == "#" or not all(_NAME_OK_RE.fullmatch(name) for name in names):
+        return None
+    parts = [re.escape(measurement)]
+    parts.extend(f",{re.escape(key)}={_TAG_VALUE_GROUP}" for key in tags)
+    parts.append(" ")
+    parts.append(",".join(f"{re.escape(key)}={_VALUE_GROUPS[kind]}" for key, (kind, _v) in fields.items()))
+    if ts is not None:
+        parts.append(" ([0-9]{1,19})")
+    text = "".join(parts)
+    pattern = _templates.get(text)
+    if pattern is None:
+        pattern = re.compile("^" + text + "$", re.MULTILINE)
+        if len(_templates) < 256:
+            _templates[text] = pattern
+    types = tuple(kind for kind, _v in fields.values())
+    return pattern, measurement, tuple(tags), tuple(fields), types, ts is not None
+
+
+def _parse_template(body: str, multiplier: int, default_time_ns: int) -> ColumnarShape | None:
+    if not body or "\\" in body or "\t" in body or "\r" in body or "\0" in body:
+        return None
+    newline = body.find("\n")
+    first = body if newline < 0 else body[:newline]
+    if not first or first[0] in " #" or len(first) > _FAST_MAX_CHARS:
+        return None
+    template = _template_for(first)
+    if template is None:
+        return None
+    pattern, measurement, tag_keys, field_keys, types, has_ts = template
+    expected = body.count("\n") + (0 if body[-1] == "\n" else 1)
+    ntags = len(tag_keys)
+    width = ntags + len(field_keys) + has_ts
+    columns: list[Any] = [[] for _ in range(width)]
+    # Read in chunks of about _CHUNK_LINES lines: few row tuples are alive at once, so a garbage
+    # collection that runs meanwhile (another request's) has little to traverse.
+    findall = pattern.findall
+    size = len(body)
+    step = max(len(first) * _CHUNK_LINES, 4096)
+    n = 0
+    pos = 0
+    while pos < size:
+        end = body.find("\n", pos + step) + 1 if pos + step < size else 0
+        if end == 0:
+            end = size
+        rows = findall(body, pos, end)
+        if len(rows) != body.count("\n", pos, end) + (body[end - 1] != "\n"):
+            return None  # some line of this chunk is not of this shape: the exact path decides
+        n += len(rows)
+        if width > 1 and rows:
+            for column, values in zip(columns, zip(*rows, strict=True), strict=True):
+                column.extend(values)
+        else:
+            columns[0].extend(rows)
+        del rows
+        pos = end
+    if n != expected:
+        return None  # some line is not of this shape (or a blank/comment line): the exact path decides
+    # Columns are tuples: the garbage collector untracks a tuple of atoms once it has seen it, while a
+    # list stays tracked and would be traversed by every collection as long as the rows are buffered.
+    tag_columns = [tuple(col) for col in columns[:ntags]]
+    for col in tag_columns:
+        if max(map(len, col)) > _FAST_MAX_CHARS:
+            return None  # maybe over 64 KB: the exact path checks
+    field_columns: list[Any] = []
+    for kind, col in zip(types, columns[ntags : ntags + len(field_keys)], strict=True):
+        if kind == "utf8":
+            if max(map(len, col)) > _FAST_MAX_CHARS:
+                return None
+            field_columns.append(tuple(col))
+        else:
+            field_columns.append(tuple(map(_CONVERTERS[kind], col)))
+    timestamps: list[int] | None = None
+    if has_ts:
+        timestamps = list(map(int, columns[-1]))
+        hi = max(timestamps)
+        if hi > I64_MAX:
+            return None  # the exact path reports it
+        if multiplier == 0:
+            lo = min(timestamps)
+            if _auto_unit(lo) == _auto_unit(hi):
+                multiplier = _MULTIPLIER[_auto_unit(hi)]
+        if multiplier == 1:
+            times = tuple(timestamps)
+        elif multiplier:
+            times = tuple([t * multiplier for t in timestamps])
+            if hi * multiplier > I64_MAX:
+                times = tuple(map(_wrap_i64, times))
+        else:
+            times = tuple([to_nanoseconds(t, "auto") for t in timestamps])
+    else:
+        times = (default_time_ns,) * n
+    return ColumnarShape(measurement, tag_keys, field_keys, types, tag_columns, field_columns, times,
+                         timestamps, range(1, n + 1))

@@ -6,7 +6,7 @@ alphabetical order, which is what makes ``SELECT *`` alphabetical as on the serv
 
 Deduplication (reference §7a): rows with the same table, tag set and time are one row; a later write
 replaces the fields it carries and fields only in the earlier row stay. Rows arrive from the flusher as
-flat dicts and are appended to a pending list (cheap); the first query after a write turns the pending
+row tuples or as columns (one-shape writes) and are appended to a pending list (cheap); the first query after a write turns the pending
 rows into one Arrow chunk, deduplicates it (skipped when its time values are all distinct or its keys
 are unique) and merges it into the cached table. Only cached rows whose time falls in the new chunk's
 time range can collide, so only those are re-deduplicated. With no writes in between, a query reuses
@@ -16,7 +16,8 @@ Snapshots: :meth:`Storage.snapshot` writes every table's in-memory rows to
 ``<data_dir>/dbs/<db_id>/<table_id>/<n>.parquet`` (ids, not names, since names change on soft delete),
 records the files and the WAL sequence they cover in ``<data_dir>/snapshots.json`` and frees the
 buffers. Files of one table never overlap in time: a snapshot overlapping older files is merged with
-them into one file. A query reads the table's files plus its buffer, deduplicating where they overlap.
+them into one file. A query reads the table's files plus its buffer, deduplicating where they overlap
+(only when rows in the common time range share tags and time: otherwise nothing can collapse).
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ FIELD_ARROW_TYPES: dict[str, pa.DataType] = {
 #: Merge the chunks of a cached table into one once it has this many (DataFusion prefers few, large batches).
 _MAX_CHUNKS = 16
 
-#: rows that share one column list: (column names, [row tuple, ...]); ``time`` is int ns
-RowGroup = tuple[tuple[str, ...], list[tuple[Any, ...]]]
+#: rows that share one column list: (column names, [row tuple, ...]), or column by column
+#: (column names, [column values, ...], num_rows); ``time`` is int ns
+RowGroup = tuple[Any, ...]
 
 
 def arrow_schema(tdef: TableDef) -> pa.Schema:
@@ -66,8 +68,9 @@ def rows_to_table(groups: list[RowGroup], schema: pa.Schema) -> pa.Table:
     """Build an Arrow table from row groups; a column absent from a group is null in its rows."""
     types = {f.name: f.type for f in schema}
     tables = []
-    for names, rows in groups:
-        columns = list(zip(*rows, strict=True))
+    for group in groups:
+        names = group[0]
+        columns = group[1] if len(group) == 3 else list(zip(*group[1], strict=True))
         arrays = [pa.array(col, types[name]) for name, col in zip(names, columns, strict=True)]
         tables.append(conform(pa.Table.from_arrays(arrays, names=list(names)), schema))
     if len(tables) == 1:
@@ -137,6 +140,28 @@ def merge_deduped(old: pa.Table | None, old_range: tuple[int, int] | None, new: 
     rest = old.filter(pc.invert(mask))
     merged = dedup(pa.concat_tables([overlap, new]).unify_dictionaries())
     return pa.concat_tables([rest, merged])
+
+
+def _between(table: pa.Table, lo: int, hi: int) -> pa.Table:
+    t = table.column(TIME_COLUMN).cast(pa.int64())
+    return table.filter(pc.and_(pc.greater_equal(t, lo), pc.less_equal(t, hi)))
+
+
+def _may_collide(file_tables: list[pa.Table], mem: pa.Table, mem_range: tuple[int, int] | None,
+                 files: list[SnapshotFile]) -> bool:
+    """Whether some row of the snapshot files and some row of the memory table share tags and time.
+    Neither side holds such a pair by itself (files are deduplicated and never overlap in time; the
+    memory table is deduplicated), and a pair has its time in both time ranges, so only the rows in the
+    intersection of the ranges are checked (``dedup`` of the whole is needed only when this is true)."""
+    if mem_range is None or mem.num_rows == 0:
+        return False
+    files_lo = min(f.min_time for f in files)
+    files_hi = max(f.max_time for f in files)
+    lo, hi = max(files_lo, mem_range[0]), min(files_hi, mem_range[1])
+    if lo > hi:
+        return False
+    subset = pa.concat_tables([*(_between(t, lo, hi) for t in file_tables), _between(mem, lo, hi)])
+    return dedup(subset.unify_dictionaries()).num_rows != subset.num_rows
 
 
 @dataclass
@@ -228,14 +253,20 @@ class Storage:
         atomic_write(self._manifest_path, json.dumps(obj, indent=1, sort_keys=True).encode("utf-8"))
 
     # ------------------------------------------------------------------ writes
-    def apply(self, db_id: int, table_id: int, names: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
-        """Append validated rows (tuples in ``names`` order) to a table's buffer."""
+    def apply(self, db_id: int, table_id: int, names: tuple[str, ...], rows: Any,
+              num_rows: int | None = None) -> None:
+        """Append validated rows (tuples in ``names`` order) to a table's buffer; with ``num_rows``,
+        ``rows`` holds the same rows as columns (one sequence of values per name)."""
         with self.lock:
             buf = self._tables.get((db_id, table_id))
             if buf is None:
                 buf = self._tables[(db_id, table_id)] = TableBuffer()
-            buf.pending.append((tuple(names), rows))
-            buf.pending_rows += len(rows)
+            if num_rows is None:
+                buf.pending.append((tuple(names), rows))
+                buf.pending_rows += len(rows)
+            else:
+                buf.pending.append((tuple(names), rows, num_rows))
+                buf.pending_rows += num_rows
 
     @property
     def buffered_rows(self) -> int:
@@ -288,7 +319,10 @@ class Storage:
             else:
                 parts.append(data)
         if overlapping:
-            parts.append(dedup(pa.concat_tables([*overlapping, mem]).unify_dictionaries()))
+            combined = pa.concat_tables([*overlapping, mem]).unify_dictionaries()
+            if _may_collide(overlapping, mem, mem_range, files):
+                combined = dedup(combined)
+            parts.append(combined)
         else:
             parts.append(mem)
         return pa.concat_tables(parts)

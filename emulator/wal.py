@@ -2,11 +2,18 @@
 
 Layout: ``<data_dir>/wal/<sequence:020d>.wal``. A file starts with :data:`MAGIC` and holds frames of
 ``<u32 big-endian payload length><u32 zlib.crc32 of payload><payload>``. A payload is a
-:mod:`marshal`-encoded list of entries ``(db_id, table_id, column_names, rows)``: rows that share one
-column list (the columns present in the written lines), each a tuple in that order (tags as str,
-field values, ``time`` as int ns). These are exactly the rows the flusher applies, so replay yields
-identical rows. Only plain str/int/float/bool/None/
-list/tuple/dict values are written (marshal's stable format, the same across CPython versions).
+:mod:`marshal`-encoded list of entries, each either
+
+* a row entry ``(db_id, table_id, column_names, rows)``: rows that share one column list (the columns
+  present in the written lines), each a tuple in that order (tags as str, field values, ``time`` as
+  int ns); or
+* a column entry ``(db_id, table_id, column_names, columns, num_rows)`` (format 2 only): the same rows
+  stored column by column, ``columns[i]`` holding the ``num_rows`` values of ``column_names[i]``.
+
+These are exactly the rows the flusher applies, so replay yields identical rows. Only plain
+str/int/float/bool/None/list/tuple/dict values are written (marshal's stable format, the same across
+CPython versions). Files are written as format 2 (:data:`MAGIC`, ``AICWAL02``); format 1 files
+(:data:`MAGIC_V1`, row entries only) are still replayed.
 
 A crash mid-write leaves a torn last frame (short or with a bad checksum): :func:`read_wal_file`
 stops at it and reports the file as torn, and startup continues with what was complete. As in the
@@ -29,12 +36,26 @@ from emulator.catalog import fsync_dir
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"AICWAL01"
+MAGIC = b"AICWAL02"
+#: the first format (row entries only); still read
+MAGIC_V1 = b"AICWAL01"
+_MAGICS = (MAGIC, MAGIC_V1)
 _HEADER = struct.Struct(">II")
 _SUFFIX = ".wal"
 
-#: (db_id, table_id, column names, rows); a row is a tuple in column-name order
-WalEntry = tuple[int, int, tuple[str, ...], list[tuple[Any, ...]]]
+#: (db_id, table_id, column names, rows); a row is a tuple in column-name order -- or, a column entry,
+#: (db_id, table_id, column names, columns, num_rows); see :func:`entry_rows` and :func:`entry_num_rows`
+WalEntry = tuple[Any, ...]
+
+
+def entry_num_rows(entry: WalEntry) -> int:
+    """The number of rows of a row or column entry."""
+    return entry[4] if len(entry) == 5 else len(entry[3])
+
+
+def entry_rows(entry: WalEntry) -> Any:
+    """The rows of a row or column entry, as tuples in column-name order (an iterable)."""
+    return zip(*entry[3], strict=True) if len(entry) == 5 else entry[3]
 
 
 class WalCorrupt(Exception):
@@ -129,7 +150,7 @@ def read_wal_file(path: Path, sequence: int) -> WalFileContents:
     entries: list[WalEntry] = []
     if len(data) < len(MAGIC):
         return WalFileContents(sequence, entries, torn=True)
-    if data[: len(MAGIC)] != MAGIC:
+    if data[: len(MAGIC)] not in _MAGICS:
         raise WalCorrupt(f"{path} is not a WAL file")
     pos = len(MAGIC)
     torn = False

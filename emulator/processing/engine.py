@@ -286,7 +286,7 @@ class ProcessingEngine:
             if site not in sys.path:
                 sys.path.append(site)
         self._register_system_tables()
-        self.engine.add_flush_listener(self._on_flush)
+        self.engine.add_flush_listener(self._on_flush, wants=self._wants_flush)
         for db, name, rec in self.engine.catalog.list_triggers():
             record = TriggerRecord.from_dict(db, rec)
             if not record.disabled:
@@ -429,6 +429,11 @@ class ProcessingEngine:
             return self._running.get((db, name))
 
     # ------------------------------------------------------------------------------------------ WAL fan-out
+    def _wants_flush(self, db: str) -> bool:
+        """Flush-listener predicate: does some running WAL trigger of ``db`` want its rows?"""
+        with self._lock:
+            return any(rdb == db and r.kind == "wal" for (rdb, _), r in self._running.items())
+
     def _on_flush(self, db: str, table_batches: list[dict[str, Any]]) -> None:
         """Flush listener (flusher thread): hand the batch to each WAL trigger of ``db``; never run plugins."""
         with self._lock:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +127,56 @@ def test_engine_durability_memory_only_writes_no_files(tmp_path: Path) -> None:
     finally:
         eng.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_engine_durability_replays_both_wal_formats(tmp_path: Path) -> None:
+    """Format 2 holds column entries (one-shape bodies) and row entries; format 1 files (row entries
+    only) written before it are still replayed."""
+    import marshal
+
+    from emulator.wal import MAGIC_V1, entry_rows, read_wal_file
+
+    eng = open_engine(tmp_path)
+    eng.write_lp("db1", "cpu,host=a u=1.5,n=1i 1\ncpu,host=b u=2.5,n=2i 2", precision="s")  # one shape
+    eng.write_lp("db1", "cpu,host=c u=3.5 3\ncpu,host=d n=4i 4", precision="s")  # two shapes
+    crash(eng)
+    files = sorted((tmp_path / "wal").iterdir())
+    first = read_wal_file(files[0], 1)
+    assert [len(e) for e in first.entries] == [5]  # a column entry
+    assert [len(e) for e in read_wal_file(files[1], 2).entries] == [4, 4]
+    # rewrite the first file in format 1 (row entries)
+    v1 = [(e[0], e[1], e[2], list(entry_rows(e))) for e in first.entries]
+    payload = marshal.dumps(v1, 4)
+    files[0].write_bytes(MAGIC_V1 + struct.pack(">II", len(payload), zlib.crc32(payload)) + payload)
+    again = open_engine(tmp_path)
+    try:
+        assert values(again, "db1", "SELECT host, n, u, time FROM cpu ORDER BY host") == [
+            {"host": "a", "n": 1, "u": 1.5, "time": 1_000_000_000},
+            {"host": "b", "n": 2, "u": 2.5, "time": 2_000_000_000},
+            {"host": "c", "n": None, "u": 3.5, "time": 3_000_000_000},
+            {"host": "d", "n": 4, "u": None, "time": 4_000_000_000},
+        ]
+    finally:
+        again.close()
+
+
+def test_engine_durability_snapshot_and_newer_rows_in_its_time_range(tmp_path: Path) -> None:
+    """Rows written after a snapshot, inside its time range: a row with the same tags and time replaces
+    the file's fields one by one; the others are kept (the storage checks only the common time range)."""
+    eng = open_engine(tmp_path)
+    try:
+        eng.write_lp("db1", "m,h=a f=1i,g=1i 10\nm,h=b f=2i 20\nm,h=a f=3i 30", precision="ns")
+        eng._snapshot()
+        assert eng.storage.buffered_rows == 0
+        eng.write_lp("db1", "m,h=c f=4i 20\nm,h=a f=5i 25\nm,h=z f=9i 99", precision="ns")  # no clash
+        assert values(eng, "db1", "SELECT h, f, g, time FROM m ORDER BY time, h") == [
+            {"h": "a", "f": 1, "g": 1, "time": 10}, {"h": "b", "f": 2, "g": None, "time": 20},
+            {"h": "c", "f": 4, "g": None, "time": 20}, {"h": "a", "f": 5, "g": None, "time": 25},
+            {"h": "a", "f": 3, "g": None, "time": 30}, {"h": "z", "f": 9, "g": None, "time": 99},
+        ]
+        eng.write_lp("db1", "m,h=a f=7i 10", precision="ns")  # same tags and time as a file row
+        assert values(eng, "db1", "SELECT h, f, g, time FROM m ORDER BY time, h")[0] == {
+            "h": "a", "f": 7, "g": 1, "time": 10}
+        assert values(eng, "db1", "SELECT count(*) AS n FROM m") == [{"n": 6}]
+    finally:
+        eng.close()

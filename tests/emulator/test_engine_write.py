@@ -256,3 +256,43 @@ def test_engine_flush_listener_once_per_database(tmp_path: Path) -> None:
         assert len(list((tmp_path / "wal").iterdir())) == 1  # one WAL file per flush
     finally:
         eng.close()
+
+
+def test_engine_flush_listener_wants_predicate(tmp_path: Path) -> None:
+    eng = Engine(tmp_path, wal_flush_interval=30)  # only flush_now() flushes
+    eng.open()
+    try:
+        seen: list[tuple[str, list[dict[str, Any]]]] = []
+        asked: list[str] = []
+
+        def wants(db: str) -> bool:
+            asked.append(db)
+            return db == "a"
+
+        eng.add_flush_listener(lambda db, batches: seen.append((db, batches)), wants=wants)
+        eng.write_lp("a", "m,t=x f=1i 1\nm,t=y f=2i 2", precision="ns", no_sync=True)
+        eng.write_lp("b", "m f=1i 1", precision="ns", no_sync=True)
+        eng.flush_now()
+        assert sorted(asked) == ["a", "b"]
+        assert seen == [("a", [{"table_name": "m", "rows": [{"t": "x", "f": 1, "time": 1},
+                                                            {"t": "y", "f": 2, "time": 2}]}])]
+    finally:
+        eng.close()
+
+
+def test_engine_one_shape_body_rejected_by_catalog_reports_each_line(engine: Engine) -> None:
+    # a body of one shape takes the columnar path; a catalog conflict gives the exact per-line errors
+    engine.write_lp("db1", "m,t=a f=1i 1", precision="s")
+    body = "m,t=a f=1.5 2\nm,t=b f=2.5 3\n"
+    out = engine.write_lp("db1", body, precision="s")
+    message = "invalid column type for column 'f', expected iox::column_type::field::integer, " \
+              "got iox::column_type::field::float"
+    assert out.lines_written == 0
+    assert [(e.line_number, e.original_line, e.error_message) for e in out.errors] == [
+        (1, "m,t=a f=1.5 2", message), (2, "m,t=b f=2.5 3", message)]
+    out = engine.write_lp("db1", body, precision="s", accept_partial=False)
+    assert [(e.line_number, e.error_message) for e in out.errors] == [(1, message)]
+    out = engine.write_lp("db1", "m,t=a f=5i 2\nm,t=b f=6i 3\n", precision="s")
+    assert (out.lines_written, out.errors) == (2, [])
+    assert rows(engine, "db1", "SELECT t, f FROM m ORDER BY time") == [
+        {"t": "a", "f": 1}, {"t": "a", "f": 5}, {"t": "b", "f": 6}]
