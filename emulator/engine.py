@@ -15,7 +15,6 @@ deletes the WAL files they cover, so memory and restart time stay bounded.
 
 from __future__ import annotations
 
-import gc
 import logging
 import operator
 import threading
@@ -303,13 +302,7 @@ class Engine:
         validate_db_name(db)
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
         now = time.time_ns() if default_time_ns is None else default_time_ns
-        # The cyclic GC is paused while the request's lines are parsed and checked: they form no
-        # cycles and are freed by reference counting, and collections triggered by their many small
-        # allocations (with a large buffered heap) would cost more than the work itself.
-        gc_was_enabled = gc.isenabled()
-        if gc_was_enabled:
-            gc.disable()
-        try:
+        with lineprotocol.paused_gc():  # parsed lines hold no cycles (see paused_gc)
             result = lineprotocol.parse_columnar(text, precision=precision, default_time_ns=now)
             fast = None
             if result.shapes and not result.lines and not result.errors:
@@ -317,9 +310,6 @@ class Engine:
             if fast is None:
                 # a mixed body or a shape the catalog rejects: the exact path, line by line
                 parsed, parse_errors = result.to_lines(), result.errors
-        finally:
-            if gc_was_enabled:
-                gc.enable()
         del result
         if fast is None:
             return self._write_lines(db, parsed, parse_errors, accept_partial, no_sync)
@@ -328,10 +318,7 @@ class Engine:
     def _write_lines(self, db: str, parsed: list[ParsedLine], parse_errors: list[LineError],
                      accept_partial: bool, no_sync: bool) -> WriteOutcome:
         """The exact path: every line checked on its own (shapes once), errors with their line numbers."""
-        gc_was_enabled = gc.isenabled()
-        if gc_was_enabled:
-            gc.disable()
-        try:
+        with lineprotocol.paused_gc():
             if parse_errors and not accept_partial:
                 # schema errors on earlier lines would come first; validate only those lines
                 first_bad = parse_errors[0].line_number
@@ -339,9 +326,6 @@ class Engine:
             entries, errors, written = self._validate_and_commit(
                 db, parsed, accept_partial, commit=accept_partial or not parse_errors)
             del parsed
-        finally:
-            if gc_was_enabled:
-                gc.enable()
         if not accept_partial:
             if errors:
                 return WriteOutcome(0, [errors[0]])

@@ -32,6 +32,9 @@ from __future__ import annotations
 import gc
 import operator
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -50,6 +53,37 @@ __all__ = [
     "parse_lines",
     "truncate_original_line",
 ]
+
+
+# --- cyclic GC pause -------------------------------------------------------------------------
+
+_gc_lock = threading.Lock()
+_gc_pausers = 0
+_gc_restore = False
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a write's lines are parsed and checked.
+
+    Parsed lines form no reference cycles and are freed by reference counting, while collections set off
+    by their many small allocations (over a large buffered heap) cost more than the parsing itself.
+    Concurrent and nested pauses are counted: the collector is re-enabled when the last one ends, and only
+    if it was enabled when the first began.
+    """
+    global _gc_pausers, _gc_restore
+    with _gc_lock:
+        if _gc_pausers == 0:
+            _gc_restore = gc.isenabled()
+            gc.disable()
+        _gc_pausers += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pausers -= 1
+            if _gc_pausers == 0 and _gc_restore:
+                gc.enable()
 
 # --- precision -------------------------------------------------------------------------------
 
@@ -793,14 +827,8 @@ def parse_lines(
     many small allocations would otherwise cost as much as the parsing itself).
     """
     unit = normalize_precision(precision)
-    gc_was_enabled = gc.isenabled()
-    if gc_was_enabled:
-        gc.disable()
-    try:
+    with paused_gc():
         return _parse_body(body, _MULTIPLIER.get(unit, 0), default_time_ns)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
 
 
 def _parse_body(body: str, multiplier: int, default_time_ns: int) -> tuple[list[ParsedLine], list[LineError]]:
@@ -965,19 +993,13 @@ def parse_columnar(body: str, *, precision: str = "auto", default_time_ns: int) 
     """Parse a write body for the engine: like :func:`parse_lines` (same valid lines, errors, texts
     and line numbers), with the lines of the fast path returned as columns by shape."""
     unit = normalize_precision(precision)
-    gc_was_enabled = gc.isenabled()
-    if gc_was_enabled:
-        gc.disable()
-    try:
+    with paused_gc():
         multiplier = _MULTIPLIER.get(unit, 0)
         shape = _parse_template(body, multiplier, default_time_ns)
         if shape is not None:
             return ColumnarResult([shape], [], [])
         lines, errors = _parse_body(body, multiplier, default_time_ns)
         return ColumnarResult([], lines, errors)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
 
 
 def _template_for(first: str) -> tuple[re.Pattern[str], str, tuple[str, ...], tuple[str, ...],

@@ -17,21 +17,9 @@ from emulator import PRODUCT_NAME as PRODUCT
 from emulator import REVISION, VERSION
 from emulator.errors import JSON, ApiError, DatabaseNotFound, QueryError, json_error, text_error
 from emulator.http.base import Request, Response, Routes, serde_json_message
+from emulator.lineprotocol import PRECISIONS, PRECISIONS_V1
 
 PRECISION_VARIANTS = ("auto", "second", "millisecond", "microsecond", "nanosecond")
-_PRECISION_WORDS = {
-    "auto": "auto",
-    "s": "s",
-    "second": "s",
-    "ms": "ms",
-    "millisecond": "ms",
-    "us": "us",
-    "u": "us",
-    "microsecond": "us",
-    "ns": "ns",
-    "n": "ns",
-    "nanosecond": "ns",
-}
 QUERY_FORMATS = ("parquet", "csv", "pretty", "json", "json_lines")
 FIELD_TYPES = ("utf8", "int64", "uint64", "float64", "bool")
 LIMIT_PREFIXES = ("Update to schema would exceed number of", "Adding a new database would exceed limit of")
@@ -284,7 +272,7 @@ class CoreRoutes:
             req,
             {
                 "db": str,
-                "precision": serde_enum(PRECISION_VARIANTS, _PRECISION_WORDS),
+                "precision": serde_enum(PRECISION_VARIANTS, PRECISIONS),
                 "accept_partial": serde_bool,
                 "no_sync": serde_bool,
             },
@@ -299,8 +287,7 @@ class CoreRoutes:
         )
 
     def _v1_precision(self) -> Parser:
-        words = {k: v for k, v in _PRECISION_WORDS.items() if v != "auto"}
-        return serde_enum(PRECISION_VARIANTS[1:], words)
+        return serde_enum(PRECISION_VARIANTS[1:], PRECISIONS_V1)
 
     def write_v1(self, req: Request) -> Response:
         if not req.query_string:

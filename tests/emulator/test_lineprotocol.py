@@ -608,3 +608,38 @@ def test_lineprotocol_columnar_takes_the_fast_path_for_one_shape():
     result = parse_columnar(mixed, precision="s", default_time_ns=NOW)
     assert result.shapes == [] and len(result.lines) == 51
     _columnar_agrees(mixed, "s")
+
+
+def test_paused_gc_is_counted_across_overlapping_and_nested_writes() -> None:
+    import gc
+    import threading
+
+    from emulator.lineprotocol import paused_gc
+
+    assert gc.isenabled()
+    inside = threading.Event()
+    release = threading.Event()
+
+    def other_write() -> None:
+        with paused_gc():
+            inside.set()
+            release.wait(5)
+
+    t = threading.Thread(target=other_write)
+    with paused_gc():
+        t.start()
+        assert inside.wait(5)
+        with paused_gc():  # nested, as write_lp around parse_columnar
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert not gc.isenabled()  # the other write still runs: the collector stays paused
+    release.set()
+    t.join(5)
+    assert gc.isenabled()  # re-enabled when the last pause ended
+    gc.disable()
+    try:
+        with paused_gc():
+            pass
+        assert not gc.isenabled()  # a collector that was off stays off
+    finally:
+        gc.enable()
