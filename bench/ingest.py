@@ -27,6 +27,9 @@ BATCH = 10_000
 HOSTS = 100
 
 
+TABLE = "bench"
+
+
 def make_batch(seed: int, base_ns: int) -> bytes:
     """10,000 lines, tags host/region/dc, 8 fields, distinct timestamps per batch."""
     lines = []
@@ -128,6 +131,32 @@ def main() -> None:
         p95 = lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))]
         print(f"GROUP BY over {batches * BATCH:,} rows: p50 {statistics.median(lat):.1f} ms, p95 {p95:.1f} ms "
               f"({args.queries} queries)")
+        total_rows = s.get(f"{srv.url}/api/v3/query_sql",
+                                params={"db": db, "q": f"SELECT count(*) AS n FROM {TABLE}"}).json()[0]["n"]
+        rss, peak = server_memory_mib(srv.pid)
+        disk = sum(f.stat().st_size for f in Path(srv.data_dir).rglob("*") if f.is_file()) / 2**20
+        print(f"server memory with {total_rows:,} rows in {TABLE}: RSS {rss:.0f} MiB, peak {peak:.0f} MiB; "
+              f"data dir {disk:.0f} MiB")
+        t0 = time.monotonic()
+        srv.restart()
+        restart_s = time.monotonic() - t0
+        q0 = time.perf_counter()
+        r0 = s.get(f"{srv.url}/api/v3/query_sql", params={"db": db, "q": f"SELECT count(*) AS n FROM {TABLE}"})
+        first_ms = (time.perf_counter() - q0) * 1000
+        assert r0.status_code == 200 and r0.json()[0]["n"] == total_rows, r0.text[:200]
+        rss, _ = server_memory_mib(srv.pid)
+        print(f"restart (stop with final flush + start until /health): {restart_s:.1f}s; "
+              f"first count(*) after restart {first_ms:.0f} ms, all {total_rows:,} rows back; RSS {rss:.0f} MiB")
+
+
+def server_memory_mib(pid: int | None) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of the server process in MiB, from /proc (Linux)."""
+    fields = {}
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            fields[key] = value.split()
+    return int(fields["VmRSS"][0]) / 1024, int(fields["VmHWM"][0]) / 1024
 
 
 if __name__ == "__main__":
