@@ -180,6 +180,20 @@ class _TableTxn:
             raise
 
 
+
+def _table_txn(tables: dict[str, _TableTxn], db: DatabaseDef | None, measurement: str) -> _TableTxn:
+    """The request's transaction for ``measurement``, opened on first use. Raises _LineRejected when
+    the table is new and the database already holds the table limit (its tables plus this request's new ones)."""
+    tt = tables.get(measurement)
+    if tt is None:
+        base = None if db is None else db.tables.get(measurement)
+        if base is None:
+            existing = 0 if db is None else len(db.tables)
+            if existing + sum(1 for t in tables.values() if t.base is None) >= NUM_TABLES_LIMIT:
+                raise _LineRejected(too_many_tables_text())
+        tt = tables[measurement] = _TableTxn(measurement, base)
+    return tt
+
 class _ShapeProbe:
     """A line of a parsed shape as ``_TableTxn.check_line`` reads it (column names and types only)."""
 
@@ -358,23 +372,14 @@ class Engine:
             db = self.catalog.get_db(db_name)
             tables: dict[str, _TableTxn] = {}
             shapes: dict[tuple[Any, ...], tuple[_TableTxn, tuple[str, ...]] | str] = {}
-            new_tables = 0
-            existing_tables = 0 if db is None else len(db.tables)
             written = 0
             for line in parsed:
                 fv = line.fields.values()
                 key = (line.measurement, *line.tags, "", *line.fields, *map(_first, fv))
                 shape = shapes.get(key)
                 if shape is None:
-                    tt = tables.get(line.measurement)
                     try:
-                        if tt is None:
-                            base = None if db is None else db.tables.get(line.measurement)
-                            if base is None:
-                                if existing_tables + new_tables >= NUM_TABLES_LIMIT:
-                                    raise _LineRejected(too_many_tables_text())
-                                new_tables += 1
-                            tt = tables[line.measurement] = _TableTxn(line.measurement, base)
+                        tt = _table_txn(tables, db, line.measurement)
                         tt.check_line(line)
                     except _LineRejected as rej:
                         shape = shapes[key] = rej.message
@@ -402,19 +407,10 @@ class Engine:
         with self.catalog.lock:
             db = self.catalog.get_db(db_name)
             tables: dict[str, _TableTxn] = {}
-            new_tables = 0
-            existing_tables = 0 if db is None else len(db.tables)
             written = 0
             for shape in shapes:
-                tt = tables.get(shape.measurement)
                 try:
-                    if tt is None:
-                        base = None if db is None else db.tables.get(shape.measurement)
-                        if base is None:
-                            if existing_tables + new_tables >= NUM_TABLES_LIMIT:
-                                return None
-                            new_tables += 1
-                        tt = tables[shape.measurement] = _TableTxn(shape.measurement, base)
+                    tt = _table_txn(tables, db, shape.measurement)
                     tt.check_line(_ShapeProbe(shape))
                 except _LineRejected:
                     return None

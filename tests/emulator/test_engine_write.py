@@ -186,6 +186,21 @@ def test_engine_write_column_limit(engine: Engine) -> None:
     ]
 
 
+def test_engine_write_table_limit_on_both_write_paths(engine: Engine) -> None:
+    body = "\n".join(f"t{i} f=1i 1" for i in range(1999))  # mixed shapes: the exact path
+    assert engine.write_lp("db1", body, precision="s").lines_written == 1999
+    limit_text = "Update to schema would exceed number of tables limit of 2000 tables"
+    # the 2000th table in one request with a line for an existing table: partial write, exact per-line error
+    out = engine.write_lp("db1", "t0 f=2i 2\nnew1 f=1i 2\nnew2 f=1i 2", precision="s")
+    assert out.lines_written == 2
+    assert [(e.line_number, e.error_message) for e in out.errors] == [(3, limit_text)]
+    # a one-shape body (the columnar path) for one table too many is refused line by line the same way
+    out = engine.write_lp("db1", "over f=1i 1\nover f=2i 2", precision="s")
+    assert out.lines_written == 0
+    assert [(e.line_number, e.error_message) for e in out.errors] == [(1, limit_text), (2, limit_text)]
+    assert engine.write_lp("db1", "new1 f=3i 3", precision="s").lines_written == 1  # existing tables still write
+
+
 def test_engine_write_no_sync_false_waits_for_flush(tmp_path: Path) -> None:
     eng = Engine(tmp_path, wal_flush_interval=0.3)
     eng.open()
