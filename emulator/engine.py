@@ -57,6 +57,8 @@ _first = operator.itemgetter(0)
 _second = operator.itemgetter(1)
 #: above this many runs of differently shaped lines in one table, a write is padded into one run
 _MAX_RUNS = 8
+#: close() flushes until nothing is queued (listeners may write), at most this many times
+_CLOSE_FLUSH_ROUNDS = 16
 
 
 class EngineClosed(Exception):
@@ -76,13 +78,12 @@ class WriteOutcome:
 class _Batch:
     """The writes queued for one flush."""
 
-    __slots__ = ("entries", "done", "error", "rows")
+    __slots__ = ("entries", "done", "error")
 
     def __init__(self) -> None:
         self.entries: list[WalEntry] = []
         self.done = threading.Event()
         self.error: BaseException | None = None
-        self.rows = 0
 
 
 class _LineRejected(Exception):
@@ -207,19 +208,21 @@ class _ShapeProbe:
 class _TableGetter:
     """Lazy access to one table's Arrow data for a query (with a cheap schema hint)."""
 
-    __slots__ = ("storage", "db_id", "tdef", "retention_ns")
+    __slots__ = ("storage", "db_id", "tdef", "retention_ns", "lock")
 
-    def __init__(self, storage: Storage, db_id: int, tdef: TableDef, retention_ns: int | None):
+    def __init__(self, storage: Storage, db_id: int, tdef: TableDef, retention_ns: int | None, lock: Any):
         self.storage = storage
         self.db_id = db_id
-        self.tdef = tdef
+        self.tdef = tdef  # the live definition: read it under ``lock`` (the catalog's), writers extend it
         self.retention_ns = retention_ns
+        self.lock = lock
 
     def schema(self) -> pa.Schema:
-        return arrow_schema(self.tdef)
+        with self.lock:
+            return arrow_schema(self.tdef)
 
     def __call__(self) -> pa.Table:
-        table = self.storage.table(self.db_id, self.tdef)
+        table = self.storage.table(self.db_id, self.tdef, self.lock)
         if self.retention_ns is not None and table.num_rows:
             cutoff = time.time_ns() - self.retention_ns
             table = table.filter(pc.greater_equal(table.column(TIME_COLUMN).cast(pa.int64()), cutoff))
@@ -254,6 +257,7 @@ class Engine:
         self._wake = threading.Event()
         self._flusher: threading.Thread | None = None
         self._open = False
+        self._closing = False
         self._last_sequence = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -264,8 +268,14 @@ class Engine:
         if self.data_dir is not None:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             self.wal = Wal(self.data_dir / "wal")
+            # the snapshot may have removed every WAL file: number new ones above what it covers,
+            # or replay would skip them as covered
+            covered = self.storage.snapshot_sequence
+            self.wal.next_sequence = max(self.wal.next_sequence, covered + 1)
+            self._last_sequence = max(self._last_sequence, covered)
             self._replay()
         self._stop.clear()
+        self._closing = False
         self._open = True
         self._flusher = threading.Thread(target=self._flush_loop, name="wal-flusher", daemon=True)
         self._flusher.start()
@@ -278,7 +288,21 @@ class Engine:
         self._wake.set()
         if self._flusher is not None:
             self._flusher.join()
-        self._flush_once()
+        # The last flushes run on this thread: a listener writing from one must not wait on itself,
+        # and its rows (and those of writes that raced this close) are flushed by the next round.
+        self._flusher = threading.current_thread()
+        for _ in range(_CLOSE_FLUSH_ROUNDS):
+            self._flush_once()
+            with self._queue_lock:
+                if not self._batch.entries:
+                    break
+        with self._queue_lock:
+            self._closing = True  # from here on writes are refused (EngineClosed), never left waiting
+            left = self._batch
+            self._batch = _Batch()
+        if left.entries:
+            left.error = EngineClosed("engine closed before the write was flushed")
+        left.done.set()
         self._snapshot()
         self._open = False
 
@@ -352,7 +376,7 @@ class Engine:
                       no_sync: bool) -> WriteOutcome:
         if not entries:
             return WriteOutcome(0, all_errors)
-        batch = self._enqueue(entries, written)
+        batch = self._enqueue(entries)
         if not no_sync and threading.current_thread() is not self._flusher:
             batch.done.wait()
             if batch.error is not None:
@@ -457,11 +481,12 @@ class Engine:
             self.catalog.save()
         return entries
 
-    def _enqueue(self, entries: list[WalEntry], rows: int) -> _Batch:
+    def _enqueue(self, entries: list[WalEntry]) -> _Batch:
         with self._queue_lock:
+            if self._closing:
+                raise EngineClosed("engine is not open")
             batch = self._batch
             batch.entries.extend(entries)
-            batch.rows += rows
         return batch
 
     # ------------------------------------------------------------------ flushing
@@ -550,7 +575,10 @@ class Engine:
         if self.data_dir is None:
             return
         covered = self._last_sequence
-        rows = self.storage.snapshot(self._live_tables(), covered)
+        with self.catalog.lock:  # copies: writers extend the live definitions while the snapshot runs
+            tables = {key: TableDef(t.id, t.name, list(t.tags), dict(t.fields))
+                      for key, t in self._live_tables().items()}
+        rows = self.storage.snapshot(tables, covered)
         removed = self.wal.remove_through(covered)
         if rows or removed:
             log.info("snapshot: %d rows to Parquet, %d WAL files removed", rows, removed)
@@ -563,7 +591,8 @@ class Engine:
             if d is None:
                 raise DatabaseNotFound(db)
             retention = self._retention_ns(d)
-            getters = {name: _TableGetter(self.storage, d.id, t, retention) for name, t in d.tables.items()}
+            lock = self.catalog.lock
+            getters = {name: _TableGetter(self.storage, d.id, t, retention, lock) for name, t in d.tables.items()}
         return self.queries.run(db, getters, sql, params)
 
     def _retention_ns(self, db: DatabaseDef) -> int | None:

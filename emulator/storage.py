@@ -164,6 +164,12 @@ def _may_collide(file_tables: list[pa.Table], mem: pa.Table, mem_range: tuple[in
     return dedup(subset.unify_dictionaries()).num_rows != subset.num_rows
 
 
+def _covers(schema: pa.Schema, pending: list[RowGroup]) -> bool:
+    """Whether every column of the pending row groups is in ``schema``."""
+    names = set(schema.names)
+    return all(names.issuperset(group[0]) for group in pending)
+
+
 @dataclass
 class SnapshotFile:
     name: str
@@ -293,19 +299,35 @@ class Storage:
             (directory / f.name).unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ reads
-    def table(self, db_id: int, tdef: TableDef) -> pa.Table:
-        """All rows of a table (snapshot files + buffer), deduplicated, columns alphabetical."""
-        schema = arrow_schema(tdef)
-        with self.lock:
-            buf = self._tables.get((db_id, tdef.id))
-            if buf is None:
-                return schema.empty_table()
-            mem = buf.materialize(schema)
-            files = list(buf.files)
-            mem_range = buf.cached_range
-        if not files:
-            return mem
-        return self._with_files(db_id, tdef.id, files, mem, mem_range, schema)
+    def table(self, db_id: int, tdef: TableDef, schema_lock: Any = None) -> pa.Table:
+        """All rows of a table (snapshot files + buffer), deduplicated, columns alphabetical.
+        ``schema_lock`` (the catalog's) guards ``tdef`` against writers adding columns meanwhile."""
+        while True:
+            if schema_lock is None:
+                schema = arrow_schema(tdef)
+            else:
+                with schema_lock:
+                    schema = arrow_schema(tdef)
+            with self.lock:
+                buf = self._tables.get((db_id, tdef.id))
+                if buf is None:
+                    return schema.empty_table()
+                if buf.pending and not _covers(schema, buf.pending):
+                    continue  # a write added a column after the schema was read: read it again
+                mem = buf.materialize(schema)
+                files = list(buf.files)
+                mem_range = buf.cached_range
+            if not files:
+                return mem
+            try:
+                return self._with_files(db_id, tdef.id, files, mem, mem_range, schema)
+            except FileNotFoundError:
+                # a snapshot merged these files into a new one (or the table was dropped) after they
+                # were listed and removed them: read the table again as it is now
+                with self.lock:
+                    now = self._tables.get((db_id, tdef.id))
+                    if now is not None and now.files == files:
+                        raise
 
     def _with_files(self, db_id: int, table_id: int, files: list[SnapshotFile], mem: pa.Table,
                     mem_range: tuple[int, int] | None, schema: pa.Schema) -> pa.Table:

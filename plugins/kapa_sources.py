@@ -249,6 +249,8 @@ def _get_page(cfg, log, state, page):
             failure = _Retryable(f"timed out after {timeout:g}s ({type(exc).__name__})")
         except requests.exceptions.ConnectionError:
             failure = _Retryable("connection failed")
+        except requests.exceptions.RequestException as exc:  # e.g. a body cut short; text may hold the URL
+            failure = _Retryable(f"request failed ({type(exc).__name__})")
         except _Retryable as exc:
             failure = exc
         attempt += 1

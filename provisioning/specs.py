@@ -8,7 +8,8 @@ Accepted inputs, all normalised to strings:
 - object forms: ``{"every": {"duration": {"secs": 10, "nanos": 0}}}`` -> ``every:10s``,
   ``{"schedule": "cron:0 0 * * *"}`` / ``{"schedule": ["0 0 * * *"]}`` / ``{"schedule": {"schedule": "…"}}``
   -> ``cron:…``, ``{"single_table_wal_write": {"table_name": "gh"}}`` -> ``table:gh``,
-  ``"all_tables_wal_write"`` -> ``all_tables``, ``{"request_path": {"path": "x"}}`` -> ``request:x``.
+  ``"all_tables_wal_write"`` (bare, or JSON-quoted as the system table shows it) -> ``all_tables``,
+  ``{"request_path": {"path": "x"}}`` -> ``request:x``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import json
 import re
 from typing import Any
 
-NS = 1
 _UNITS: dict[str, int] = {}
 for _names, _ns in (
     (("ns", "nsec", "nanos", "nanosecond", "nanoseconds"), 1),
@@ -120,13 +120,13 @@ def _object_to_string(obj: Any) -> str:
 
 def normalize_spec(spec: Any) -> str:
     """Return the canonical string form of ``spec`` (string or object form). Raises SpecError."""
-    if isinstance(spec, str) and spec.strip() == "all_tables_wal_write":
-        return "all_tables"
-    if isinstance(spec, str) and spec.strip().startswith("{"):
+    if isinstance(spec, str) and spec.strip().startswith(("{", '"')):  # the system table's serde JSON text
         try:
             spec = json.loads(spec)
         except json.JSONDecodeError as exc:
             raise SpecError(f"specification {spec!r} is not valid JSON", "use a string form like 'every:1h'") from exc
+    if isinstance(spec, str) and spec.strip() == "all_tables_wal_write":
+        return "all_tables"
     if not isinstance(spec, str):
         spec = _object_to_string(spec)
     s = spec.strip()

@@ -100,6 +100,9 @@ class HttpServer:
         self.cluster_uuid = cluster_uuid
         self.metrics = metrics
         self.pool = ThreadPoolExecutor(max_workers=POOL_WORKERS, thread_name_prefix="http")
+        # Request-trigger calls get threads of their own: requests queued behind a stuck plugin may fill this
+        # pool, never the one that serves writes, queries and the trigger API (which can disable the plugin).
+        self.engine_pool = ThreadPoolExecutor(max_workers=POOL_WORKERS, thread_name_prefix="engine-request")
         self.open_paths: set[str] = set()
         self.open_pprof = "pprof" in cfg.disable_authz
         for resource in cfg.disable_authz:
@@ -200,7 +203,8 @@ class HttpServer:
                 query_items=items,
             )
             loop = asyncio.get_running_loop()
-            resp = await loop.run_in_executor(self.pool, _call, handler, req)
+            pool = self.engine_pool if handler is self.engine_handler else self.pool
+            resp = await loop.run_in_executor(pool, _call, handler, req)
         except ApiError as err:
             resp, matched = Response.from_error(err), "error"
         return self._to_web(resp, method=method, matched=matched)
@@ -346,6 +350,7 @@ async def serve(cfg: ServeConfig) -> None:
         engine.close()
         if server is not None:
             server.pool.shutdown(wait=False, cancel_futures=True)
+            server.engine_pool.shutdown(wait=False, cancel_futures=True)
         sock.close()
         log.info("stopped")
 

@@ -57,10 +57,6 @@ NOT_FOUND_BODY = b'{error: "not found"}'
 INTERNAL_DB = "_internal"
 
 
-class TriggerStopped(Exception):
-    """The trigger was stopped while an event waited for room in its queue."""
-
-
 @dataclass
 class TriggerRecord:
     """A trigger as stored in the catalog (JSON-able via :meth:`to_dict`)."""
@@ -238,8 +234,17 @@ class TriggerRunner:
         if self.record.run_async:
             result = self._request_call(positional)
         else:
-            with self.request_lock:
+            # One at a time; a request queued behind a stuck call gives up once the trigger is stopped
+            # (disable/delete/shutdown), so it never holds a server thread for a trigger that is gone.
+            while not self.request_lock.acquire(timeout=0.1):
+                if self.stopped:
+                    return Response(status=404, body=NOT_FOUND_BODY, content_type=None)
+            try:
+                if self.stopped:
+                    return Response(status=404, body=NOT_FOUND_BODY, content_type=None)
                 result = self._request_call(positional)
+            finally:
+                self.request_lock.release()
         status, ctype, extra, payload = request_http_parts(result)
         return Response(status=status, body=payload, content_type=ctype, headers=extra)
 
@@ -334,16 +339,17 @@ class ProcessingEngine:
 
     def create_trigger(self, record: TriggerRecord) -> None:
         """http §8 check order after body parsing: restrict, plugin file, spec, db, duplicate."""
-        spec = None
+        spec_error: ApiError | None = None
         try:
             spec = self.parse_spec(record.trigger_specification)
-        except ApiError:
-            spec = None
+        except ApiError as exc:  # reported after the plugin file (step 4)
+            spec, spec_error = None, exc
         if spec is not None and spec_kind(spec) not in self.restrict_to:
             raise text_error(400, "invalid request: server is configured to reject "
                                   f"{spec.plugin_type_name} plugin triggers")
         self.resolve(record.plugin_filename)
-        spec = self.parse_spec(record.trigger_specification)
+        if spec_error is not None:
+            raise spec_error
         record = record_with(record, trigger_specification=spec.to_string())
         catalog = self.engine.catalog
         if record.database == INTERNAL_DB:
@@ -423,10 +429,6 @@ class ProcessingEngine:
         if record.disabled != disabled:
             record.disabled = disabled
             self.engine.catalog.put_trigger(db, name, record.to_dict())
-
-    def running(self, db: str, name: str) -> TriggerRunner | None:
-        with self._lock:
-            return self._running.get((db, name))
 
     # ------------------------------------------------------------------------------------------ WAL fan-out
     def _wants_flush(self, db: str) -> bool:

@@ -176,8 +176,12 @@ _SYS_PATH_LOCK = threading.Lock()
 
 
 def _exc_text(exc: BaseException) -> str:
-    """pyo3's ``Display`` of a Python error: ``<qualname>: <str(exc)>``."""
-    return f"{type(exc).__qualname__}: {exc}"
+    """pyo3's ``Display`` of a Python error: ``<qualname>: <str(exc)>`` (``<exception str() failed>``)."""
+    try:
+        text = str(exc)
+    except BaseException:  # noqa: BLE001 - a plugin's __str__ may raise anything; pyo3 prints a placeholder
+        text = "<exception str() failed>"
+    return f"{type(exc).__qualname__}: {text}"
 
 
 def load_entry_point(source: PluginSource, kind: PluginKind, *, as_single_file: bool = False) -> Callable[..., Any]:
@@ -199,12 +203,12 @@ def load_entry_point(source: PluginSource, kind: PluginKind, *, as_single_file: 
             code = _CODE_CACHE.get(path)
         except SyntaxError as exc:
             raise PluginRunError(_exc_text(exc)) from None
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: not UTF-8, or a NUL byte in the source
             raise PluginRunError(f"reading plugin file: {exc}") from None
     plugin_globals: dict[str, Any] = {}
     try:
         exec(code, plugin_globals)  # noqa: S102 - running plugin code is the point of a plugin engine
-    except Exception as exc:  # plugin top-level code may raise anything; it becomes the run's error text
+    except BaseException as exc:  # top-level code may raise anything, sys.exit() too (pyo3: all are PyErr)
         raise PluginRunError(_exc_text(exc)) from exc
     fn = plugin_globals.get(name)
     if fn is None:
@@ -224,7 +228,7 @@ def _load_from_package(root: Path, name: str, kind: PluginKind) -> Callable[...,
                     raise
                 importlib.invalidate_caches()
                 module = importlib.import_module(module_name)
-        except Exception as exc:  # import errors of plugin code become the run's error text
+        except BaseException as exc:  # import errors of plugin code (sys.exit() too) become the error text
             raise PluginRunError(
                 f"Failed to import plugin module '{module_name}': {_exc_text(exc)}\n"
                 "Hint: Check for syntax errors or missing dependencies in Python files."
@@ -409,7 +413,7 @@ def make_local(ctx: CallContext) -> Any:
         db = ctx.database if database is None else _check_str(database, "database")
         params: dict[str, str] | None = None
         if args is not None:
-            if not isinstance(args, Mapping):
+            if not isinstance(args, dict):  # pyo3 extracts HashMap from a dict only
                 raise TypeError(f"argument 'args': '{type(args).__name__}' object cannot be converted to 'PyDict'")
             params = {_check_str(k, "args"): _check_str(v, "args") for k, v in args.items()}
         try:
@@ -424,9 +428,9 @@ def make_local(ctx: CallContext) -> Any:
         ctx.queued.setdefault(db, []).append(_build_line(line_builder))
 
     def write_now(db: str, line_builder: Any, no_sync: Any) -> None:
-        line = _build_line(line_builder)
-        if not isinstance(no_sync, bool):
+        if not isinstance(no_sync, bool):  # pyo3 extracts the arguments before build() runs
             raise TypeError(f"argument 'no_sync': '{type(no_sync).__name__}' object cannot be converted to 'PyBool'")
+        line = _build_line(line_builder)
         if ctx.capture_sync_writes:
             ctx.sync_captured.setdefault(db, []).append(line)
             return
@@ -511,7 +515,7 @@ def flask_response(result: Any) -> PluginResponse:
     if callable(marker):
         try:
             is_flask = marker() is True
-        except Exception:  # the server treats a failing marker as "not a Flask response"
+        except BaseException:  # the server treats a failing marker as "not a Flask response"
             is_flask = False
         if is_flask:
             status = result.status_code
@@ -544,9 +548,9 @@ def flask_response(result: Any) -> PluginResponse:
         for item in result:
             if isinstance(item, str):
                 chunks.append(item)
-            elif isinstance(item, bytes | bytearray):
+            elif isinstance(item, bytes):  # the server extracts `&[u8]`: bytes only, not bytearray
                 try:
-                    chunks.append(bytes(item).decode("utf-8"))
+                    chunks.append(item.decode("utf-8"))
                 except UnicodeDecodeError:
                     continue
         return PluginResponse(200, {"Content-Type": "text/html"}, "".join(chunks))
@@ -593,7 +597,7 @@ def call_plugin(
         fn = load_entry_point(source, kind, as_single_file=as_single_file)
         try:
             value = fn(local, *positional)
-        except Exception as exc:  # plugin code may raise anything: it becomes the call's error
+        except BaseException as exc:  # plugin code may raise anything, SystemExit too: the call's error
             text = _exc_text(exc)
             raise PluginRunError(f"Python function call failed: {text}" if kind == "request" else text) from exc
         if kind == "request":
@@ -601,7 +605,7 @@ def call_plugin(
                 response = flask_response(value)
             except PluginRunError:
                 raise
-            except Exception as exc:  # unconvertible return values
+            except BaseException as exc:  # unconvertible return values, raising generators
                 raise PluginRunError(_exc_text(exc)) from exc
     except PluginRunError as exc:
         return CallResult(ok=False, error=str(exc))

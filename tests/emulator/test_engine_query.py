@@ -140,3 +140,63 @@ def test_engine_retention_hides_old_rows(engine: Engine) -> None:
     with pytest.raises(ApiError) as info:
         engine.create_database("bad", retention_period="soon")
     assert info.value.status == 400
+
+
+def test_engine_query_column_added_while_the_query_reads_the_schema(engine: Engine,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # a write adding a column lands in the buffer between the query reading the table's schema and
+    # reading its rows: the query must not fail (KeyError) nor drop the new column's values
+    import emulator.storage as storage_mod
+
+    real = storage_mod.arrow_schema
+    raced: list[bool] = []
+
+    def schema_then_write(tdef):  # type: ignore[no-untyped-def]
+        schema = real(tdef)
+        if not raced:
+            raced.append(True)
+            engine.write_lp("db1", "cpu,region=eu,host=a extra=7i 5", precision="s")  # flushed (applied)
+        return schema
+
+    monkeypatch.setattr(storage_mod, "arrow_schema", schema_then_write)
+    first = engine.query("db1", "SELECT count(*) AS n FROM cpu").to_pylist()
+    assert raced
+    assert first == [{"n": 3}]
+    assert engine.query("db1", "SELECT extra FROM cpu WHERE extra IS NOT NULL").to_pylist() == [{"extra": 7}]
+
+
+def test_engine_query_concurrent_with_writes_adding_columns() -> None:
+    import sys
+    import threading
+
+    eng = Engine(None, wal_flush_interval=0.001)
+    eng.open()
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # interleave the threads as finely as possible
+    try:
+        eng.write_lp("db1", "m " + ",".join(f"f{i}=1i" for i in range(50)) + " 1", precision="s")
+        done = threading.Event()
+        errors: list[BaseException] = []
+
+        def writer() -> None:
+            for i in range(50, 250):
+                eng.write_lp("db1", f"m f{i}=1i 1", precision="s", no_sync=True)
+            done.set()
+
+        def reader() -> None:
+            while not done.is_set():
+                try:
+                    eng.query("db1", "SELECT count(*) FROM m")
+                except BaseException as exc:  # noqa: BLE001 - any failure is the defect
+                    errors.append(exc)
+                    return
+
+        threads = [threading.Thread(target=writer), threading.Thread(target=reader), threading.Thread(target=reader)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert errors == []
+    finally:
+        sys.setswitchinterval(old)
+        eng.close()

@@ -311,3 +311,56 @@ def test_engine_one_shape_body_rejected_by_catalog_reports_each_line(engine: Eng
     assert (out.lines_written, out.errors) == (2, [])
     assert rows(engine, "db1", "SELECT t, f FROM m ORDER BY time") == [
         {"t": "a", "f": 1}, {"t": "a", "f": 5}, {"t": "b", "f": 6}]
+
+
+def test_engine_close_flushes_a_listener_write_made_during_the_final_flush(tmp_path: Path) -> None:
+    # close() runs the last flush on the closing thread: a listener that writes there (acknowledged,
+    # no_sync=False) must neither wait on itself forever nor have its rows dropped
+    data = tmp_path / "data"
+    eng = Engine(data, wal_flush_interval=30)  # only flush_now() and close() flush
+    eng.open()
+
+    def plugin(db: str, batches: list[dict[str, Any]]) -> None:
+        if db == "db1":
+            eng.write_lp("db2", "derived v=1i 1", precision="s")
+
+    eng.add_flush_listener(plugin)
+    eng.write_lp("db1", "m f=1 1", precision="s", no_sync=True)
+    closer = threading.Thread(target=eng.close, daemon=True)
+    closer.start()
+    closer.join(10)
+    assert not closer.is_alive(), "close() deadlocked on a listener's write"
+    again = Engine(data, wal_flush_interval=0.01)
+    again.open()
+    try:
+        assert rows(again, "db2", "SELECT v FROM derived") == [{"v": 1}]
+    finally:
+        again.close()
+
+
+def test_engine_write_racing_close_is_flushed_or_refused(tmp_path: Path) -> None:
+    # a write that passed the open check while close() ran its final flush must not wait forever
+    eng = Engine(tmp_path / "data", wal_flush_interval=30)
+    eng.open()
+    eng.write_lp("db1", "m f=1 1", precision="s", no_sync=True)
+    real_flush = eng._flush_once
+    outcome: list[Any] = []
+
+    def flush_then_write() -> None:
+        real_flush()
+        if not outcome:
+            def late() -> None:
+                try:
+                    outcome.append(eng.write_lp("db1", "m f=2 2", precision="s"))
+                except Exception as exc:  # EngineClosed is an acceptable answer
+                    outcome.append(exc)
+            t = threading.Thread(target=late, daemon=True)
+            t.start()
+            t.join(0.5)  # the write is queued (or refused) before close() goes on
+
+    eng._flush_once = flush_then_write  # type: ignore[method-assign]
+    eng.close()
+    deadline = time.monotonic() + 5
+    while not outcome and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert outcome, "a write racing close() never returned"

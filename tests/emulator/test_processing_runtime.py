@@ -385,3 +385,84 @@ def test_processing_runtime_humantime_format(ns: int, text: str) -> None:
 def test_processing_runtime_chrono_utc_format() -> None:
     assert format_chrono_utc(1_767_254_400_000_000_000) == "2026-01-01 08:00:00 UTC"
     assert format_chrono_utc(1_767_254_400_500_000_000) == "2026-01-01 08:00:00.500 UTC"
+
+
+# ------------------------------------------------------------------------------------------ review: robustness
+@pytest.mark.parametrize(
+    ("raise_stmt", "text"),
+    [
+        ("raise SystemExit(3)", "SystemExit: 3"),
+        ("raise KeyboardInterrupt('stop')", "KeyboardInterrupt: stop"),
+        ("raise GeneratorExit()", "GeneratorExit: "),
+    ],
+)
+def test_processing_runtime_base_exceptions_are_plugin_errors(make, raise_stmt: str, text: str) -> None:
+    # pyo3 turns every Python exception into a PyErr: a plugin's sys.exit() is a failed call, nothing more.
+    h = make(f"""
+        def process_request(influxdb3_local, q, h, b, args=None):
+            {raise_stmt}
+        def process_writes(influxdb3_local, table_batches, args=None):
+            {raise_stmt}
+        """)
+    r = h.request()
+    assert r.status == 500 and r.json() == {"error": f"Python function call failed: {text}"}
+    assert h.writes([{"table_name": "t", "rows": []}]).error == text
+
+
+def test_processing_runtime_base_exception_at_top_level_is_a_plugin_error(make) -> None:
+    h = make("import sys\nsys.exit(2)\n")
+    assert h.writes([]).error == "SystemExit: 2"
+
+
+def test_processing_runtime_exception_with_failing_str_is_a_plugin_error(make) -> None:
+    # pyo3's PyErr Display writes `<exception str() failed>` when str(exc) raises.
+    h = make("""
+        class Odd(Exception):
+            def __str__(self):
+                raise RuntimeError("no str")
+        def process_writes(influxdb3_local, table_batches, args=None):
+            raise Odd()
+        """)
+    assert h.writes([]).error == "Odd: <exception str() failed>"
+
+
+def test_processing_runtime_iterable_response_takes_bytes_not_bytearray(make) -> None:
+    # The server extracts `&[u8]` (bytes only); a bytearray item is skipped like any other non-str item.
+    r = make(request_returning("iter(['a', bytearray(b'b'), b'c'])")).request()
+    assert (r.status, r.body) == (200, b"ac")
+
+
+def test_processing_runtime_query_args_must_be_a_dict(make) -> None:
+    # pyo3 extracts HashMap<String, String> from a dict only; another Mapping is a TypeError there.
+    h = make("""
+        import types
+        def process_request(influxdb3_local, q, h, b, args=None):
+            try:
+                influxdb3_local.query("SELECT 1 AS one", types.MappingProxyType({"a": "b"}))
+            except TypeError:
+                return "rejected"
+            return "accepted"
+        """)
+    assert h.request().text == "rejected"
+
+
+def test_processing_runtime_undecodable_plugin_file_is_a_plugin_error(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.py"
+    path.write_bytes(b"# caf\xe9\ndef process_writes(influxdb3_local, table_batches, args=None):\n    pass\n")
+    with PluginHarness(path) as h:
+        r = h.writes([])
+    assert r.error is not None and r.error.startswith("reading plugin file: ")
+
+
+def test_processing_runtime_write_sync_checks_no_sync_before_building(make) -> None:
+    h = make("""
+        class Loud:
+            def build(self):
+                raise ValueError("built")
+        def process_request(influxdb3_local, q, h, b, args=None):
+            try:
+                influxdb3_local.write_sync(Loud(), "yes")
+            except Exception as exc:
+                return type(exc).__name__
+        """)
+    assert h.request().text == "TypeError"

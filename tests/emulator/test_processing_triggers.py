@@ -564,3 +564,104 @@ def test_processing_sigterm_with_a_plugin_stuck_in_a_request_stops_promptly_and_
         assert sql(server, db, "SELECT v FROM m") == [{"v": 1}]
     finally:
         server.stop()
+
+
+# ------------------------------------------------------------------------------------------ review: robustness
+def test_processing_sys_exit_in_plugins_is_a_logged_failure_not_a_dead_task(tmp_path: Path) -> None:
+    plugin_dir = tmp_path / "plugins"
+    plugin_dir.mkdir()
+    (plugin_dir / "quit.py").write_text(textwrap.dedent("""
+        import sys
+        def process_writes(influxdb3_local, table_batches, args=None):
+            influxdb3_local.info("quit called")
+            sys.exit(1)
+        def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):
+            sys.exit(1)
+        """))
+    with start_server(tmp_path / "s", plugin_dir=plugin_dir) as server:
+        server.session.post(f"{server.url}/api/v3/configure/database", json={"db": "q"}, timeout=10)
+        assert create(server, body_for("q", "wal", "table:q", plugin="quit.py")).status_code == 200
+        assert create(server, body_for("q", "req", "request:quit", plugin="quit.py")).status_code == 200
+        r = server.session.post(f"{server.url}/api/v3/engine/quit", timeout=10)
+        assert (r.status_code, r.json()) == (500, {"error": "Python function call failed: SystemExit: 1"})
+        for i in range(2):  # the worker survives the first failure and runs the second event
+            r = server.session.post(f"{server.url}/api/v3/write_lp", params={"db": "q"}, data=f"q v={i}i {i}",
+                                    timeout=10)
+            assert r.status_code == 204
+            wait_for(lambda n=i + 1: texts(logs_of(server, "q", "wal")).count("quit called") == n)
+        assert texts(logs_of(server, "q", "wal")).count("error executing wal plugin: SystemExit: 1") == 2
+        assert server.session.get(f"{server.url}/api/v3/engine/quit", timeout=10).status_code == 500
+
+
+def test_processing_requests_waiting_on_a_stuck_trigger_end_when_it_is_disabled(tmp_path: Path) -> None:
+    plugin_dir = tmp_path / "plugins"
+    plugin_dir.mkdir()
+    (plugin_dir / "stuck.py").write_text(textwrap.dedent("""
+        import time
+        def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):
+            influxdb3_local.info("stuck")
+            time.sleep(60)
+        """))
+    with start_server(tmp_path / "s", plugin_dir=plugin_dir) as server:
+        server.session.post(f"{server.url}/api/v3/configure/database", json={"db": "w"}, timeout=10)
+        assert create(server, body_for("w", "stuck", "request:stuck", plugin="stuck.py")).status_code == 200
+        answers: list[Any] = []
+
+        def call() -> None:
+            try:
+                r = requests.get(f"{server.url}/api/v3/engine/stuck", timeout=15)
+                answers.append((r.status_code, r.content))
+            except requests.RequestException as exc:
+                answers.append(type(exc).__name__)
+
+        first = threading.Thread(target=call, daemon=True)
+        first.start()
+        wait_for(lambda: "stuck" in texts(logs_of(server, "w", "stuck")))
+        waiting = threading.Thread(target=call, daemon=True)  # queued behind the stuck call (run_async false)
+        waiting.start()
+        time.sleep(0.3)
+        assert waiting.is_alive()
+        r = server.session.post(f"{server.url}{TRIGGER}/disable", params={"db": "w", "trigger_name": "stuck"},
+                                timeout=10)
+        assert r.status_code == 200
+        waiting.join(5)
+        assert not waiting.is_alive()  # the stopped trigger no longer holds a server thread for it
+        assert answers == [(404, b'{error: "not found"}')]
+        assert texts(logs_of(server, "w", "stuck")).count("stuck") == 1
+
+
+def test_processing_requests_piled_on_a_stuck_trigger_leave_the_api_serving(tmp_path: Path) -> None:
+    plugin_dir = tmp_path / "plugins"
+    plugin_dir.mkdir()
+    (plugin_dir / "stuck.py").write_text(textwrap.dedent("""
+        import time
+        def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):
+            time.sleep(60)
+        """))
+    server = start_server(tmp_path / "srv", plugin_dir=plugin_dir)
+    try:
+        db = "piled"
+        assert server.session.post(f"{server.url}/api/v3/write_lp", params={"db": db}, data="m v=1i 1",
+                                   timeout=10).status_code == 204
+        assert create(server, body_for(db, "stuck", "request:stuck", plugin="stuck.py")).status_code == 200
+        statuses: list[int] = []
+
+        def call() -> None:
+            try:
+                statuses.append(requests.get(f"{server.url}/api/v3/engine/stuck", timeout=30).status_code)
+            except requests.RequestException:
+                statuses.append(-1)
+
+        callers = [threading.Thread(target=call, daemon=True) for _ in range(70)]  # more than a pool's threads
+        for caller in callers:
+            caller.start()
+        wait_for(lambda: "starting execution of request plugin." in texts(logs_of(server, db, "stuck")))
+        started = time.monotonic()
+        assert server.session.post(f"{server.url}/api/v3/write_lp", params={"db": db}, data="m v=2i 2",
+                                   timeout=10).status_code == 204
+        assert sql(server, db, "SELECT v FROM m ORDER BY time") == [{"v": 1}, {"v": 2}]
+        r = server.session.post(f"{server.url}{TRIGGER}/disable", params={"db": db, "trigger_name": "stuck"},
+                                timeout=10)
+        assert r.status_code == 200 and time.monotonic() - started < 5.0
+    finally:
+        server.stop()

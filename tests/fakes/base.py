@@ -36,6 +36,7 @@ class Response:
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    declared_length: int | None = None  # a Content-Length larger than the body, then close: a broken answer
 
     @classmethod
     def json(cls, data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
@@ -50,6 +51,8 @@ class Fault:
     status: answer this HTTP status (with `headers` and `body`) instead of the real answer.
     delay: wait this many seconds before answering (longer than the client's read timeout = a read timeout).
     malformed: answer 200 with a body that is not JSON.
+    truncated: answer 200 declaring more body than is sent, then close the connection (the client's read of
+        the body breaks: requests raises ChunkedEncodingError, which is neither a timeout nor a connect error).
     graphql_errors: answer 200 with {"errors": graphql_errors} (GraphQL requests).
     kind: only requests of this kind (e.g. "list", "detail", "graphql", "sources", "post"); None = any.
     after: let this many matching requests through untouched first.
@@ -61,6 +64,7 @@ class Fault:
     body: Any = None
     delay: float = 0.0
     malformed: bool = False
+    truncated: bool = False
     graphql_errors: list[dict[str, Any]] | None = None
     kind: str | None = None
     after: int = 0
@@ -123,9 +127,13 @@ class FakeServer:
                     self.send_response(response.status)
                     for key, value in response.headers.items():
                         self.send_header(key, value)
-                    self.send_header("Content-Length", str(len(response.body)))
+                    declared = response.declared_length
+                    self.send_header("Content-Length", str(declared if declared is not None else len(response.body)))
                     self.end_headers()
                     self.wfile.write(response.body)
+                    if declared is not None:
+                        self.wfile.flush()
+                        self.close_connection = True
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a read-timeout test): nothing left to answer
 
@@ -210,6 +218,8 @@ class FakeServer:
                 return Response.json(body, fault.status, fault.headers)
             if fault.malformed:
                 return Response(200, b'{"truncated": [1, 2', {"Content-Type": "application/json"})
+            if fault.truncated:
+                return Response(200, b'{"results": [', {"Content-Type": "application/json"}, declared_length=4096)
             if fault.graphql_errors is not None:
                 return Response.json({"errors": fault.graphql_errors}, 200, fault.headers)
         try:

@@ -132,7 +132,8 @@ def test_stack_six_triggers_present(stack: Stack):
     args = stack.sql("SELECT argument_key, argument_value FROM system.processing_engine_trigger_arguments "
                      "WHERE trigger_name = 'gh_kapa_monitor'")
     assert {a["argument_key"]: a["argument_value"] for a in args} == {
-        "repo": DEMO_REPO, "source_name": DEMO_SOURCE, "severity_threshold": "200", "project_id": DEMO_PROJECT,
+        "repo": DEMO_REPO, "base": DEMO_BASE, "source_name": DEMO_SOURCE, "severity_threshold": "200",
+        "project_id": DEMO_PROJECT,
         "kapa_api_url": stack.kapa.url, "kapa_token_file": stack.env["KAPA_TOKEN_FILE"]}
 
 

@@ -191,6 +191,25 @@ def test_docs_freshness_failing_webhook_keeps_the_alert_row(seeded, webhook, now
                "after 4 attempts" in text for level, text in r.logs)
 
 
+def test_docs_freshness_broken_webhook_answer_keeps_the_rows_and_hides_the_url(seeded, webhook, now, fast, tmp_path,
+                                                                               exposed):
+    # A body cut short raises ChunkedEncodingError (neither a timeout nor a connect error). Had it escaped, the
+    # engine would discard the queued status and alert rows and log the exception text.
+    url_file = tmp_path / "notify_url"
+    secret_url = f"{webhook.url}/services/T000/B000/secretpath123"
+    url_file.write_text(secret_url)
+    seeded.args = {**fast, "notify_url_file": str(url_file)}
+    webhook.fail_next(10, truncated=True)
+    r = seeded.writes(_gh_lp(10, 20, now - timedelta(hours=1)))
+    assert r.ok, r.error
+    assert webhook.count("post") == 4  # 1 + max_retries (3)
+    assert [a["severity"] for a in _alerts(seeded)] == ["info"]
+    assert len(_status(seeded)) == 1
+    assert any(level == "ERROR" and "alert notification failed (the alert row is kept): webhook: " in text
+               and "gave up after 4 attempts" in text for level, text in r.logs)
+    assert "secretpath123" not in exposed(r, seeded)
+
+
 def test_docs_freshness_empty_notify_file_means_no_webhook(seeded, webhook, now, fast, tmp_path):
     url_file = tmp_path / "notify_url"
     url_file.write_text("")

@@ -234,6 +234,7 @@ _FAULTS = {
                                                           "x-ratelimit-reset": "0"}},
     "read_timeout": {"delay": 0.6},
     "malformed_json": {"malformed": True},
+    "truncated_body": {"truncated": True},  # requests raises ChunkedEncodingError: neither timeout nor connect
 }
 
 

@@ -86,7 +86,7 @@ def test_kapa_sources_page_cap_guards_an_endless_server(kapa, make_harness, fast
 
 
 @pytest.mark.parametrize("fault", [{"status": 503}, {"status": 429, "headers": {"retry-after": "0"}},
-                                   {"malformed": True}, {"delay": 0.6}])
+                                   {"malformed": True}, {"delay": 0.6}, {"truncated": True}])
 def test_kapa_sources_fault_retried_then_succeeds(kapa, make_harness, fast, kapa_key, fault):
     kapa.add_source(PROJECT, "Docs", ingested_at=datetime(2025, 1, 1, tzinfo=UTC))
     kapa.fail_next(**fault)

@@ -122,6 +122,17 @@ def test_triggers_expand_settings_and_drop_empty_values():
     assert "integration_id" not in by_name["kapa_sources_endpoint"].arguments
 
 
+def test_triggers_docs_freshness_watches_the_branch_github_prs_collects():
+    # The server's plugins do not see provisioning's environment (compose gives GITHUB_BASE to `provision` only),
+    # so docs_freshness must get the branch as an argument or it compares against `master` forever.
+    decls, _ = load_triggers(DEFAULT_TRIGGERS_FILE, {"GITHUB_REPO": "acme/docs", "GITHUB_BASE": "main"})
+    by_plugin: dict[str, list[TriggerDecl]] = {}
+    for d in decls:
+        by_plugin.setdefault(d.plugin, []).append(d)
+    for d in by_plugin["github_prs.py"] + by_plugin["docs_freshness.py"]:
+        assert (d.name, d.arguments.get("repo"), d.arguments.get("base")) == (d.name, "acme/docs", "main")
+
+
 def _decl(raw: dict, env: dict | None = None) -> TriggerDecl:
     return parse_declaration("t1", raw, {}, env or {})
 
@@ -221,6 +232,15 @@ def test_plan_reads_live_rows_from_system_tables():
     (live,) = live_from_rows(rows, args)
     assert live.arguments == {"repo": "r"}
     assert differences(TriggerDecl("a", "p.py", "table:gh", {"repo": "r"}), live) == []
+
+
+def test_plan_all_tables_trigger_as_the_system_table_shows_it_is_unchanged():
+    # serde renders the unit variant as a JSON string, quotes included: "all_tables_wal_write"
+    rows = [{"trigger_name": "a", "plugin_filename": "p.py", "trigger_specification": '"all_tables_wal_write"',
+             "disabled": False, "error_behavior": "log"}]
+    (live,) = live_from_rows(rows, [])
+    assert differences(TriggerDecl("a", "p.py", "all_tables", {}), live) == []
+    assert normalize_spec('"all_tables_wal_write"') == "all_tables"
 
 
 # -- settings ----------------------------------------------------------------------------------------------
