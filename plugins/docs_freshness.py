@@ -181,13 +181,27 @@ def _load_config(args, log):
     api_url = _setting("kapa_api_url", args).rstrip("/")
     if not api_url.startswith(("http://", "https://")):
         raise ConfigError(f"invalid kapa_api_url {api_url!r}: must start with http:// or https://")
+    # The webhook and the Kapa key are optional extras: a file that cannot be used turns that extra off for
+    # this run (logged as an error), while the integration_status and alert rows are still written.
+    notify_url = None
     notify_file = _setting("notify_url_file", args)
-    notify_url = _read_secret_file(notify_file, "notify_url_file") if notify_file else None
-    log.add_secret(notify_url)
-    if notify_url and not notify_url.startswith(("http://", "https://")):
-        raise ConfigError("notify_url_file must hold an http:// or https:// URL")
-    kapa_token = _resolve_kapa_token(args) if project_id else None
-    log.add_secret(kapa_token)
+    if notify_file:
+        try:
+            notify_url = _read_secret_file(notify_file, "notify_url_file")
+        except ConfigError as exc:
+            log.error(f"webhook off for this run (alerts are still written): {exc}")
+        log.add_secret(notify_url)
+        if notify_url and not notify_url.startswith(("http://", "https://")):
+            log.error("webhook off for this run (alerts are still written): notify_url_file must hold an "
+                      "http:// or https:// URL")
+            notify_url = None
+    kapa_token = None
+    if project_id:
+        try:
+            kapa_token = _resolve_kapa_token(args)
+        except ConfigError as exc:
+            log.error(f"Kapa API fallback off for this run: {exc}")
+        log.add_secret(kapa_token)
     return {
         "source_name": _setting("source_name", args),
         "repo": _setting("repo", args),

@@ -210,6 +210,28 @@ def test_docs_freshness_broken_webhook_answer_keeps_the_rows_and_hides_the_url(s
     assert "secretpath123" not in exposed(r, seeded)
 
 
+@pytest.mark.parametrize("content", [None, "not-a-url"])
+def test_docs_freshness_unusable_notify_file_turns_off_the_webhook_not_the_rows(seeded, webhook, now, fast,
+                                                                                tmp_path, content):
+    url_file = tmp_path / "notify_url"
+    if content is not None:
+        url_file.write_text(content)  # None: the file does not exist (e.g. unreadable for the server's user)
+    seeded.args = {**fast, "notify_url_file": str(url_file)}
+    r = seeded.writes(_gh_lp(10, 150, now - timedelta(hours=1)))
+    assert len(_status(seeded)) == 1 and len(_alerts(seeded)) == 1
+    assert webhook.count("post") == 0
+    errors = [text for level, text in r.logs if level == "ERROR"]
+    assert len(errors) == 1 and "webhook off for this run (alerts are still written): " in errors[0]
+
+
+def test_docs_freshness_unreadable_kapa_key_turns_off_only_the_fallback(seeded, kapa, now, fast, tmp_path):
+    seeded.args = {**fast, "project_id": "p1", "kapa_api_url": kapa.url,
+                   "kapa_token_file": str(tmp_path / "absent")}
+    seeded.writes(_gh_lp(10, 150, now - timedelta(hours=1)))
+    assert len(_status(seeded)) == 1  # the ingestion time comes from kapa_source; no key needed
+    assert kapa.count() == 0
+
+
 def test_docs_freshness_empty_notify_file_means_no_webhook(seeded, webhook, now, fast, tmp_path):
     url_file = tmp_path / "notify_url"
     url_file.write_text("")
