@@ -259,6 +259,8 @@ class Engine:
         self._open = False
         self._closing = False
         self._last_sequence = 0
+        #: the highest WAL sequence a snapshot may cover (set when a flushed batch failed to apply)
+        self._snapshot_ceiling: int | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> None:
@@ -515,6 +517,7 @@ class Engine:
         if not batch.entries:
             batch.done.set()
             return
+        sequence = 0
         try:
             sequence = self.wal.append(batch.entries)
             self._last_sequence = sequence
@@ -523,6 +526,14 @@ class Engine:
                 self.storage.apply(*entry)
                 by_db.setdefault(entry[0], []).append(entry)
         except BaseException as exc:
+            if sequence:
+                # Durable in the WAL but not (fully) in memory: no snapshot may cover this file, so the
+                # next start replays it instead of losing its rows.
+                ceiling = sequence - 1
+                self._snapshot_ceiling = ceiling if self._snapshot_ceiling is None else min(self._snapshot_ceiling,
+                                                                                            ceiling)
+                log.error("WAL file %d could not be applied in memory; it is kept and replayed at the next "
+                          "start", sequence)
             batch.error = exc
             batch.done.set()
             raise
@@ -575,6 +586,8 @@ class Engine:
         if self.data_dir is None:
             return
         covered = self._last_sequence
+        if self._snapshot_ceiling is not None:
+            covered = min(covered, self._snapshot_ceiling)
         with self.catalog.lock:  # copies: writers extend the live definitions while the snapshot runs
             tables = {key: TableDef(t.id, t.name, list(t.tags), dict(t.fields))
                       for key, t in self._live_tables().items()}

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pytest
 
 from emulator.engine import Engine
+from emulator.errors import ApiError
 from emulator.wal import MAGIC
 
 
@@ -270,3 +272,31 @@ def test_engine_durability_snapshot_concurrent_with_writes_adding_columns(tmp_pa
     finally:
         sys.setswitchinterval(old)
         eng.close()
+
+
+def test_engine_durability_batch_that_failed_to_apply_is_replayed_not_snapshotted_away(tmp_path: Path) -> None:
+    eng = Engine(tmp_path, wal_flush_interval=0.01)
+    eng.open()
+    eng.write_lp("db1", "m f=1i 1", precision="s")
+    real_apply = eng.storage.apply
+    failures = []
+
+    def apply_failing_once(*entry: Any) -> Any:
+        if not failures:
+            failures.append(entry)
+            raise RuntimeError("out of memory while applying")
+        return real_apply(*entry)
+
+    eng.storage.apply = apply_failing_once  # the WAL file is durable; applying it in memory fails
+    with pytest.raises(ApiError) as err:
+        eng.write_lp("db1", "m f=2i 2", precision="s")
+    assert err.value.status == 500
+    eng.storage.apply = real_apply
+    eng.write_lp("db1", "m f=3i 3", precision="s")
+    eng.close()  # the final snapshot must not cover (and delete) the WAL file that was never applied
+    again = Engine(tmp_path, wal_flush_interval=0.01)
+    again.open()
+    try:
+        assert again.query("db1", "SELECT f FROM m ORDER BY time").to_pylist() == [{"f": 1}, {"f": 2}, {"f": 3}]
+    finally:
+        again.close()
