@@ -15,7 +15,7 @@ NEED_DOCKER = @command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1 
 .PHONY: help venv secrets env up down logs provision run demo test test-e2e test-quick test-py313 test-py313-available secrets-access lint bench
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}'
 
 venv: $(STAMP) ## create .venv with the project (editable) and its test tools
 
