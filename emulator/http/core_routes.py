@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -237,7 +238,9 @@ class CoreRoutes:
     def ping(self, req: Request) -> Response:
         body = {"product_name": PRODUCT, "version": VERSION, "revision": REVISION, "process_id": self.ctx.process_id}
         resp = Response.json(body)
-        resp.headers.update({"X-Influxdb-Build": "Core", "X-Influxdb-Version": VERSION})
+        request_id = str(uuid.uuid4())  # one id per request under both names (reference §3; format inferred)
+        resp.headers.update({"X-Influxdb-Build": "Core", "X-Influxdb-Version": VERSION,
+                             "Request-Id": request_id, "X-Request-Id": request_id})
         return resp
 
     def metrics(self, req: Request) -> Response:

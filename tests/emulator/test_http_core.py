@@ -55,6 +55,9 @@ def test_ping_body_and_headers(server: Server) -> None:
         assert UUID_RE.match(body["process_id"])
         assert r.headers["X-Influxdb-Build"] == "Core"
         assert r.headers["X-Influxdb-Version"] == body["version"]
+        assert UUID_RE.match(r.headers["Request-Id"]) and r.headers["X-Request-Id"] == r.headers["Request-Id"]
+    ids = {server.session.get(server.url + "/ping").headers["Request-Id"] for _ in range(3)}
+    assert len(ids) == 3  # a new id per request
 
 
 def test_metrics_is_prometheus_text(server: Server) -> None:
