@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import uuid
 import zlib
@@ -373,8 +374,6 @@ def _exit_past_stuck_threads(code: int) -> int:
     forever holds a non-daemon thread that interpreter shutdown would wait on for ever; the real server's
     process exit simply ends it, so this one does too.
     """
-    import threading
-
     stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive() and not t.daemon]
     if not stuck:
         return code

@@ -352,6 +352,24 @@ def _slow(line: str):
         return exc.message
 
 
+def _assert_agrees_with_grammar(line: str) -> None:
+    """parse_lines (fast paths included) gives what the exact grammar gives for one line: the same error
+    text, or the same measurement, tags, fields (values, types and order) and time."""
+    ok, errors = parse_lines(line, precision="ns", default_time_ns=NOW)
+    expected = _slow(line)
+    if isinstance(expected, str):
+        assert ok == []
+        assert [e.error_message for e in errors] == [expected]
+        return
+    assert errors == []
+    measurement, tags, got_fields, ts = expected
+    assert (ok[0].measurement, ok[0].tags, ok[0].fields) == (measurement, tags, got_fields)
+    assert list(ok[0].fields) == list(got_fields)
+    assert ok[0].time_ns == (NOW if ts is None else ts)
+    for key, (kind, value) in ok[0].fields.items():
+        assert type(value) is {"int64": int, "uint64": int, "float64": float, "utf8": str, "bool": bool}[kind], key
+
+
 @settings(max_examples=1500, deadline=None)
 @given(
     fields=_field_set,
@@ -360,21 +378,7 @@ def _slow(line: str):
 )
 def test_lineprotocol_fast_path_agrees_with_grammar(fields, extra, big):
     line = f"m,t=v {fields}{big}{extra}"
-    ok, errors = parse_lines(line, precision="ns", default_time_ns=NOW)
-    expected = _slow(line)
-    if isinstance(expected, str):
-        assert ok == []
-        assert [e.error_message for e in errors] == [expected]
-    else:
-        assert errors == []
-        measurement, tags, got_fields, ts = expected
-        assert (ok[0].measurement, ok[0].tags, ok[0].fields) == (measurement, tags, got_fields)
-        assert ok[0].time_ns == (NOW if ts is None else ts)
-        for key, (kind, value) in ok[0].fields.items():
-            assert (
-                type(value)
-                is {"int64": int, "uint64": int, "float64": float, "utf8": str, "bool": bool}[kind]
-            ), key
+    _assert_agrees_with_grammar(line)
 
 
 def _reference_split(body: str) -> list[str]:
@@ -470,17 +474,7 @@ def test_lineprotocol_quoted_fast_path_agrees_with_grammar(series, fields, extra
     line = f"{series} {fields}{extra}"
     if _split_lines(line) != [line]:
         return  # a quoted newline joins lines: covered by the splitter tests
-    ok, errors = parse_lines(line, precision="ns", default_time_ns=NOW)
-    expected = _slow(line)
-    if isinstance(expected, str):
-        assert ok == []
-        assert [e.error_message for e in errors] == [expected]
-    else:
-        assert errors == []
-        measurement, tags, got_fields, ts = expected
-        assert (ok[0].measurement, ok[0].tags, ok[0].fields) == (measurement, tags, got_fields)
-        assert list(ok[0].fields) == list(got_fields)
-        assert ok[0].time_ns == (NOW if ts is None else ts)
+    _assert_agrees_with_grammar(line)
 
 
 def test_lineprotocol_quoted_fast_path_values():

@@ -526,23 +526,34 @@ def test_processing_trigger_directory_plugin_and_directory_upload(srv: ServerPro
 
 
 # ------------------------------------------------------------------------------------------ shutdown
-def test_processing_sigterm_with_a_plugin_stuck_in_a_request_stops_promptly_and_keeps_writes(
-    tmp_path: Path,
-) -> None:
+def start_with_stuck_request_trigger(tmp_path: Path, db: str, sleep_s: int) -> ServerProcess:
+    """A server of its own whose request trigger `stuck` logs "stuck" and then sleeps ``sleep_s``; ``db`` holds
+    one row `m v=1i 1`. The caller stops the server."""
     plugin_dir = tmp_path / "plugins"
     plugin_dir.mkdir()
-    (plugin_dir / "stuck.py").write_text(textwrap.dedent("""
+    (plugin_dir / "stuck.py").write_text(textwrap.dedent(f"""
         import time
         def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):
             influxdb3_local.info("stuck")
-            time.sleep(300)
+            time.sleep({sleep_s})
         """))
     server = start_server(tmp_path / "srv", plugin_dir=plugin_dir)
     try:
-        db = "stuckdb"
         assert server.session.post(f"{server.url}/api/v3/write_lp", params={"db": db}, data="m v=1i 1",
                                    timeout=10).status_code == 204
         assert create(server, body_for(db, "stuck", "request:stuck", plugin="stuck.py")).status_code == 200
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def test_processing_sigterm_with_a_plugin_stuck_in_a_request_stops_promptly_and_keeps_writes(
+    tmp_path: Path,
+) -> None:
+    db = "stuckdb"
+    server = start_with_stuck_request_trigger(tmp_path, db, sleep_s=300)
+    try:
         outcome: list[str] = []
 
         def call_stuck() -> None:  # the server goes away under this request: that is the point
@@ -631,19 +642,9 @@ def test_processing_requests_waiting_on_a_stuck_trigger_end_when_it_is_disabled(
 
 
 def test_processing_requests_piled_on_a_stuck_trigger_leave_the_api_serving(tmp_path: Path) -> None:
-    plugin_dir = tmp_path / "plugins"
-    plugin_dir.mkdir()
-    (plugin_dir / "stuck.py").write_text(textwrap.dedent("""
-        import time
-        def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):
-            time.sleep(60)
-        """))
-    server = start_server(tmp_path / "srv", plugin_dir=plugin_dir)
+    db = "piled"
+    server = start_with_stuck_request_trigger(tmp_path, db, sleep_s=60)
     try:
-        db = "piled"
-        assert server.session.post(f"{server.url}/api/v3/write_lp", params={"db": db}, data="m v=1i 1",
-                                   timeout=10).status_code == 204
-        assert create(server, body_for(db, "stuck", "request:stuck", plugin="stuck.py")).status_code == 200
         statuses: list[int] = []
 
         def call() -> None:
