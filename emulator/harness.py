@@ -32,6 +32,7 @@ from emulator.processing.runtime import (
     apply_writes,
     arrow_to_rows,
     call_plugin,
+    lp_to_table_batches,
     naive_call_time,
     request_http_parts,
 )
@@ -68,18 +69,6 @@ class HarnessResult:
     @property
     def text(self) -> str:
         return self.body.decode("utf-8")
-
-
-def lp_to_table_batches(parsed: Sequence[Any]) -> list[dict[str, Any]]:
-    """Parsed lines -> the ``table_batches`` argument: ``[{"table_name", "rows"}]`` in first-seen order."""
-    batches: dict[str, list[dict[str, Any]]] = {}
-    for line in parsed:
-        row: dict[str, Any] = dict(line.tags)
-        for name, (_type, value) in line.fields.items():
-            row[name] = value
-        row["time"] = line.time_ns
-        batches.setdefault(line.measurement, []).append(row)
-    return [{"table_name": name, "rows": rows} for name, rows in batches.items()]
 
 
 class PluginHarness:

@@ -384,8 +384,8 @@ def build_routes(pe: ProcessingEngine) -> Routes:
         return Response.empty(200)
 
     def test_wal(req: Request) -> Response:
-        from emulator.harness import lp_to_table_batches
         from emulator.lineprotocol import parse_lines
+        from emulator.processing.runtime import lp_to_table_batches
 
         body = json_body(req, _WAL_TEST)
         parsed, errors = parse_lines(body["input_lp"], precision="ns", default_time_ns=time.time_ns())

@@ -310,7 +310,9 @@ async def serve(cfg: ServeConfig) -> None:
         engine_handler = None
         if pe is not None:
             try:
-                pe_routes = pe.routes()
+                from emulator.http.processing_routes import build_routes
+
+                pe_routes = build_routes(pe)
             except ImportError as exc:  # a half-installed processing package (development only)
                 log.warning("processing routes unavailable (%s); they answer 404", exc)
                 pe = None

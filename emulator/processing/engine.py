@@ -24,8 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from emulator.api import Request, Response
 from emulator.errors import ApiError, DatabaseNotFound, already_exists, not_found, text_error
-from emulator.http.base import Request, Response, Routes
 from emulator.processing import systables
 from emulator.processing.runtime import (
     TEST_CACHE_DEFAULT_TTL_S,
@@ -309,11 +309,6 @@ class ProcessingEngine:
             runner.stop_event.set()
         for runner in runners:
             runner.stop()
-
-    def routes(self) -> Routes:
-        from emulator.http.processing_routes import build_routes
-
-        return build_routes(self)
 
     # ------------------------------------------------------------------------------------------ logs
     def plugin_log(self, trigger_name: str, level: str, text: str) -> None:

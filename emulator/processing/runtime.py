@@ -30,7 +30,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -393,6 +393,26 @@ def arrow_to_rows(table: pa.Table) -> list[dict[str, Any]]:
         else:
             raise ValueError(f"Unsupported data type: {typ}")
     return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+def lp_to_table_batches(parsed: Sequence[Any]) -> list[dict[str, Any]]:
+    """Parsed lines -> the ``table_batches`` argument of ``process_writes``.
+
+    Args:
+        parsed: :class:`emulator.lineprotocol.ParsedLine` items (``measurement``, ``tags``, ``fields`` as
+            ``{name: (type, value)}``, ``time_ns``).
+    Returns:
+        ``[{"table_name": str, "rows": [row, …]}]``, tables in first-seen order; a row holds the line's tags,
+        then its fields, then ``time`` (int ns), as the plugin_test/wal API and the harness hand them over.
+    """
+    batches: dict[str, list[dict[str, Any]]] = {}
+    for line in parsed:
+        row: dict[str, Any] = dict(line.tags)
+        for name, (_type, value) in line.fields.items():
+            row[name] = value
+        row["time"] = line.time_ns
+        batches.setdefault(line.measurement, []).append(row)
+    return [{"table_name": name, "rows": rows} for name, rows in batches.items()]
 
 
 def _build_line(line_builder: Any) -> str:
