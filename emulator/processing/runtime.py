@@ -38,6 +38,7 @@ from types import CodeType
 from typing import Any, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from emulator.errors import ApiError
 from emulator.processing.specs import format_duration
@@ -368,30 +369,120 @@ class CallContext:
     sync_captured: dict[str, list[str]] = field(default_factory=dict)
 
 
+class PanicException(BaseException):
+    """What pyo3 raises into Python when Rust code under a method panics (``pyo3_runtime.PanicException``).
+
+    A ``BaseException``, so a plugin's ``except Exception`` does not catch it; the call then fails with
+    ``PanicException: <panic message>``.
+    """
+
+
+PanicException.__module__ = "pyo3_runtime"
+
+#: panic messages of the server's conversion (``Option::unwrap`` / ``expect("unexpected datatype")``)
+_UNWRAP_NONE = "called `Option::unwrap()` on a `None` value"
+_UNEXPECTED_DATATYPE = "unexpected datatype"
+
+_TIME_UNITS = {"s": "Second", "ms": "Millisecond", "us": "Microsecond", "ns": "Nanosecond"}
+
+
+def arrow_type_debug(typ: pa.DataType) -> str:
+    """arrow-rs ``{:?}`` of a ``DataType`` (derived Debug: ``Int32``, ``Timestamp(Millisecond, None)``).
+
+    Exact for the flat types; for nested ones (List, Struct, Map) the Field details are approximated.
+    """
+    t = pa.types
+    simple = [
+        (t.is_null, "Null"), (t.is_boolean, "Boolean"), (t.is_int8, "Int8"), (t.is_int16, "Int16"),
+        (t.is_int32, "Int32"), (t.is_int64, "Int64"), (t.is_uint8, "UInt8"), (t.is_uint16, "UInt16"),
+        (t.is_uint32, "UInt32"), (t.is_uint64, "UInt64"), (t.is_float16, "Float16"),
+        (t.is_float32, "Float32"), (t.is_float64, "Float64"), (t.is_string, "Utf8"),
+        (t.is_large_string, "LargeUtf8"), (t.is_string_view, "Utf8View"), (t.is_binary, "Binary"),
+        (t.is_large_binary, "LargeBinary"), (t.is_binary_view, "BinaryView"), (t.is_date32, "Date32"),
+        (t.is_date64, "Date64"),
+    ]
+    for check, name in simple:
+        if check(typ):
+            return name
+    if t.is_timestamp(typ):
+        tz = "None" if typ.tz is None else f'Some("{typ.tz}")'
+        return f"Timestamp({_TIME_UNITS[typ.unit]}, {tz})"
+    if t.is_time32(typ) or t.is_time64(typ):
+        return f"Time{typ.bit_width}({_TIME_UNITS[typ.unit]})"
+    if t.is_duration(typ):
+        return f"Duration({_TIME_UNITS[typ.unit]})"
+    if t.is_interval(typ):
+        return "Interval(MonthDayNano)"
+    if t.is_fixed_size_binary(typ) and not t.is_decimal(typ):
+        return f"FixedSizeBinary({typ.byte_width})"
+    if t.is_decimal(typ):
+        return f"Decimal{typ.bit_width}({typ.precision}, {typ.scale})"
+    if t.is_dictionary(typ):
+        return f"Dictionary({arrow_type_debug(typ.index_type)}, {arrow_type_debug(typ.value_type)})"
+    if t.is_list(typ) or t.is_large_list(typ):
+        kind = "List" if t.is_list(typ) else "LargeList"
+        return f"{kind}({arrow_type_debug(typ.value_type)})"
+    if t.is_struct(typ):
+        inner = ", ".join(f"{typ.field(i).name}: {arrow_type_debug(typ.field(i).type)}"
+                          for i in range(typ.num_fields))
+        return f"Struct({inner})"
+    return str(typ)
+
+
+def _cell_converter(typ: pa.DataType) -> tuple[str, Any]:
+    """How the server's ``query`` handles one column type: ``("ok", cast_to)`` or ``("raise", exception)``.
+
+    Source: influxdb3_py_api/src/system_py.rs ``PyPluginCallApi::query`` (v3.10.1 .. main): Int64, UInt64,
+    Float64, Utf8, Boolean as values; any ``Timestamp`` read through ``TimestampNanosecondArray`` (a unit
+    other than ns fails the downcast's ``unwrap()``: a panic); ``Dictionary`` read as Int32 keys over
+    Utf8 values (anything else panics ``unexpected datatype``); every other type ``ValueError``.
+    """
+    t = pa.types
+    if t.is_int64(typ) or t.is_uint64(typ) or t.is_float64(typ) or t.is_string(typ) or t.is_boolean(typ):
+        return "ok", None
+    if t.is_timestamp(typ):
+        if typ.unit == "ns":
+            return "ok", pa.int64()
+        return "raise", PanicException(_UNWRAP_NONE)
+    if t.is_dictionary(typ):
+        if t.is_int32(typ.index_type) and t.is_string(typ.value_type):
+            return "ok", typ.value_type
+        return "raise", PanicException(_UNEXPECTED_DATATYPE)
+    return "raise", ValueError(f"Unsupported data type: {arrow_type_debug(typ)}")
+
+
 def arrow_to_rows(table: pa.Table) -> list[dict[str, Any]]:
-    """Query result as ``influxdb3_local.query`` returns it (PC conversions; Timestamp -> int ns)."""
+    """Query result as ``influxdb3_local.query`` returns it: a list of ``{column: value}`` dicts.
+
+    Cells are visited row by row, column by column, as the server does: a null cell of any type is None
+    (a ``Null``-typed column has no validity buffer, so arrow-rs reports its cells as not null and the
+    type is rejected); the first non-null cell of a type the server does not convert raises what the
+    server raises (:func:`_cell_converter`): ``ValueError: Unsupported data type: Int32`` (e.g.
+    ``extract(hour FROM time)``, ``CAST(v AS INT)``), ``Float32`` (``CAST(v AS REAL)``), or
+    :class:`PanicException` for a timestamp not in nanoseconds. Timestamps in ns are ints of ns.
+    """
     if table.num_rows == 0:
         return []
     names = table.column_names
     columns: list[list[Any]] = []
-    for col in table.columns:
-        typ = col.type
-        if pa.types.is_dictionary(typ):
-            col = col.cast(typ.value_type)
-            typ = typ.value_type
-        if pa.types.is_timestamp(typ):
-            columns.append(col.cast(pa.int64()).to_pylist())
-        elif (
-            pa.types.is_integer(typ)
-            or pa.types.is_floating(typ)
-            or pa.types.is_boolean(typ)
-            or pa.types.is_string(typ)
-            or pa.types.is_null(typ)
-            or typ == pa.string_view()
-        ):
-            columns.append(col.to_pylist())
-        else:
-            raise ValueError(f"Unsupported data type: {typ}")
+    first_bad: tuple[int, int, BaseException] | None = None
+    for index, col in enumerate(table.columns):
+        action, arg = _cell_converter(col.type)
+        if action == "raise":
+            if pa.types.is_null(col.type):
+                row = 0
+            else:
+                valid = col.is_valid()
+                row = pc.index(valid, True).as_py()
+            if row >= 0 and (first_bad is None or (row, index) < first_bad[:2]):
+                first_bad = (row, index, arg)
+            columns.append([None] * table.num_rows)
+            continue
+        if arg is not None:
+            col = col.cast(arg)
+        columns.append(col.to_pylist())
+    if first_bad is not None:
+        raise first_bad[2]
     return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
 

@@ -100,6 +100,71 @@ def test_processing_runtime_query_converts_types_and_requires_str_params(make) -
     assert body["typed"] == "TypeError"
 
 
+QUERY_PROBE = """
+    def process_request(influxdb3_local, q, h, b, args=None):
+        out = {}
+        for name, sql in q.items():
+            try:
+                out[name] = {"rows": influxdb3_local.query(sql)}
+            except BaseException as exc:  # PanicException is a BaseException, as pyo3's
+                out[name] = {"raised": f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}",
+                             "is_exception": isinstance(exc, Exception)}
+        return out
+    """
+UNWRAP_PANIC = "pyo3_runtime.PanicException: called `Option::unwrap()` on a `None` value"
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        # converted: Int64, UInt64, Float64, Utf8, Boolean, Timestamp(ns) (with or without a zone), Dictionary
+        ("SELECT i, u, v, s, b, host, time FROM cpu WHERE host = 'a'",
+         {"rows": [{"i": 3, "u": 4, "v": 1.5, "s": "x", "b": True, "host": "a", "time": 3_600_000_000_000}]}),
+        ("SELECT arrow_cast(time, 'Timestamp(Nanosecond, Some(\"UTC\"))') AS t FROM cpu WHERE host = 'a'",
+         {"rows": [{"t": 3_600_000_000_000}]}),
+        # a null cell is None whatever its type, so an Int32 column of nulls converts
+        ("SELECT CAST(i AS INT) AS x FROM cpu WHERE host = 'b'", {"rows": [{"x": None}]}),
+        # not converted by the server: ValueError with arrow-rs's Debug of the type
+        ("SELECT extract(hour FROM time) AS h FROM cpu", {"raised": "builtins.ValueError: Unsupported data type: Int32",
+                                                          "is_exception": True}),
+        ("SELECT CAST(v AS INT) AS x FROM cpu", {"raised": "builtins.ValueError: Unsupported data type: Int32",
+                                                 "is_exception": True}),
+        ("SELECT CAST(v AS REAL) AS x FROM cpu", {"raised": "builtins.ValueError: Unsupported data type: Float32",
+                                                  "is_exception": True}),
+        ("SELECT NULL AS n", {"raised": "builtins.ValueError: Unsupported data type: Null", "is_exception": True}),
+        ("SELECT arrow_cast(s, 'LargeUtf8') AS s FROM cpu WHERE host = 'a'",
+         {"raised": "builtins.ValueError: Unsupported data type: LargeUtf8", "is_exception": True}),
+        ("SELECT arrow_cast(s, 'Utf8View') AS s FROM cpu WHERE host = 'a'",
+         {"raised": "builtins.ValueError: Unsupported data type: Utf8View", "is_exception": True}),
+        ("SELECT CAST(time AS DATE) AS d FROM cpu", {"raised": "builtins.ValueError: Unsupported data type: Date32",
+                                                     "is_exception": True}),
+        # the first offending cell in row-major order names the type: row 0 of b (Int32) before row 1 of a
+        ("SELECT CASE WHEN host = 'b' THEN CAST(v AS REAL) END AS a, CAST(v AS INT) AS b FROM cpu ORDER BY host",
+         {"raised": "builtins.ValueError: Unsupported data type: Int32", "is_exception": True}),
+        # timestamps are read as nanoseconds by downcast + unwrap: any other unit panics in the server
+        ("SELECT to_timestamp_millis(time) AS t FROM cpu", {"raised": UNWRAP_PANIC, "is_exception": False}),
+        ("SELECT to_timestamp_seconds(time) AS t FROM cpu", {"raised": UNWRAP_PANIC, "is_exception": False}),
+        # dictionaries other than Int32 keys over Utf8 values fail the server's expect("unexpected datatype")
+        ("SELECT arrow_cast(s, 'Dictionary(Int8, Utf8)') AS d FROM cpu WHERE host = 'a'",
+         {"raised": "pyo3_runtime.PanicException: unexpected datatype", "is_exception": False}),
+    ],
+)
+def test_processing_runtime_query_converts_exactly_the_server_types(make, sql: str, expected: dict) -> None:
+    """influxdb3_py_api/src/system_py.rs PyPluginCallApi::query: the match on array.data_type()."""
+    h = make(QUERY_PROBE)
+    h.write_lp('cpu,host=a v=1.5,i=3i,u=4u,s="x",b=true 3600000000000\ncpu,host=b v=2.5 7200000000000',
+               precision="ns")
+    assert h.request(query={"q": sql}).json()["q"] == expected
+
+
+def test_processing_runtime_unsupported_type_fails_the_call_with_the_server_text(make) -> None:
+    h = make(request_returning('influxdb3_local.query("SELECT to_timestamp_millis(0) AS t")'))
+    r = h.request()
+    assert r.status == 500
+    assert r.json() == {"error": "Python function call failed: PanicException: "
+                                 "called `Option::unwrap()` on a `None` value"}
+
+
 def test_processing_runtime_query_error_text_and_other_database(make) -> None:
     h = make("""
         def process_request(influxdb3_local, q, h, b, args=None):
