@@ -17,8 +17,11 @@ port unless told otherwise, so plugins talk to them with their real ``requests``
 Modules:
 - ``base``: FakeServer (lifecycle, counting, recorded requests with headers, faults), ``blackhole()`` (a
   URL whose connects time out).
-- ``github``: FakeGitHub (REST list with Link pagination, single PR, GraphQL pullRequests with cursors,
-  rateLimit, auth check).
+- ``github``: FakeGitHub (REST list with Link pagination, single PR, a PR's files with Link pagination,
+  GraphQL pullRequests with cursors and nested ``files``, a PR's further file pages, rateLimit, an enforced
+  rate limit answered as GitHub does (REST 403, GraphQL 200 RATE_LIMITED), auth check). Files per PR:
+  ``add_pr(..., files=[...])`` / ``set_files``; ``ChangedFile(path, additions, deletions, status,
+  previous_path)``.
 - ``kapa``: FakeKapa (sources with page/page_size pagination and count, X-API-KEY check).
 - ``webhook``: FakeWebhook (records POSTed JSON).
 - ``sample``: deterministic demo data relative to now (repo influxdata/docs-v2, project demo-project).

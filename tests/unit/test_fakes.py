@@ -79,6 +79,73 @@ def test_fakes_github_auth_and_graphql_cursors(populated, github_token):
     assert populated.auth_headers()[-1] == f"bearer {github_token}"
 
 
+def test_fakes_github_files_rest_pages_renames_and_3000_cap(github):
+    files = [{"path": f"content/p{i}.md", "additions": i, "deletions": 1} for i in range(249)]
+    files.append({"path": "content/new.md", "additions": 0, "deletions": 0, "status": "renamed",
+                  "previous_path": "content/old.md"})
+    pr = github.add_pr(REPO, number=5, files=files)
+    assert (pr.additions, pr.deletions) == (sum(range(249)), 249)
+    url = f"{github.url}/repos/{REPO}/pulls/5/files"
+    listed, nxt, pages = [], url + "?per_page=100", 0
+    while nxt:
+        page = requests.get(nxt, timeout=5)
+        listed += page.json()
+        pages += 1
+        nxt = page.links.get("next", {}).get("url")
+    assert (pages, len(listed), github.count("files")) == (3, 250, 3)
+    assert listed[0]["filename"] == "content/p0.md" and "previous_filename" not in listed[0]
+    assert {k: listed[-1][k] for k in ("filename", "status", "previous_filename", "changes")} == {
+        "filename": "content/new.md", "status": "renamed", "previous_filename": "content/old.md", "changes": 0}
+    assert requests.get(f"{github.url}/repos/{REPO}/pulls/5", timeout=5).json()["changed_files"] == 250
+    default = github.add_pr(REPO, number=6, additions=3, deletions=4)
+    assert requests.get(f"{github.url}/repos/{REPO}/pulls/6/files", timeout=5).json()[0] | {"sha": ""} == {
+        "sha": "", "filename": "content/pr-6.md", "status": "modified", "additions": 3, "deletions": 4,
+        "changes": 7, "blob_url": "https://github.com/o/r/blob/head/content/pr-6.md"}
+    assert default.files is None
+    github.set_files(REPO, 6, [f"f{i}" for i in range(3005)])
+    last = requests.get(url.replace("/5/", "/6/") + "?per_page=100&page=30", timeout=5)
+    assert len(last.json()) == 100 and "next" not in last.links  # GitHub lists at most 3,000 files
+
+
+def test_fakes_github_graphql_files_nested_and_follow_up_pages(github, github_token, now):
+    github.add_pr(REPO, number=1, merged_at=now, files=[f"a/{i}.md" for i in range(150)])
+    github.add_pr(REPO, number=2, merged_at=now - timedelta(hours=1),
+                  files=[{"path": "b.md", "status": "removed", "deletions": 9}])
+    headers = {"Authorization": f"Bearer {github_token}"}
+    url = f"{github.url}/graphql"
+    listing = ("query($o: String!, $n: String!) { repository(owner: $o, name: $n) { pullRequests(first: 10, "
+               "states: [MERGED], orderBy: {field: UPDATED_AT, direction: DESC}) { nodes { number files(first: 100)"
+               " { totalCount pageInfo { hasNextPage endCursor } nodes { path additions deletions changeType } } } "
+               "} } }")
+    nodes = requests.post(url, json={"query": listing, "variables": {"o": "o", "n": "r"}}, headers=headers,
+                          timeout=5).json()["data"]["repository"]["pullRequests"]["nodes"]
+    first, second = nodes
+    assert (len(first["files"]["nodes"]), first["files"]["totalCount"], first["files"]["pageInfo"]["hasNextPage"]) \
+        == (100, 150, True)
+    assert second["files"]["nodes"] == [{"path": "b.md", "additions": 0, "deletions": 9, "changeType": "DELETED"}]
+    follow = ("query($o: String!, $n: String!, $num: Int!, $c: String) { repository(owner: $o, name: $n) { "
+              "pullRequest(number: $num) { files(first: 100, after: $c) { pageInfo { hasNextPage endCursor } "
+              "nodes { path } } } } }")
+    rest = requests.post(url, json={"query": follow, "variables": {"o": "o", "n": "r", "num": 1, "c": first[
+        "files"]["pageInfo"]["endCursor"]}}, headers=headers, timeout=5).json()["data"]["repository"]["pullRequest"]
+    assert [n["path"] for n in rest["files"]["nodes"]] == [f"a/{i}.md" for i in range(100, 150)]
+    assert rest["files"]["pageInfo"]["hasNextPage"] is False
+
+
+def test_fakes_github_rate_limit_rest_403_and_graphql_rate_limited(github, github_token):
+    github.add_pr(REPO, number=1)
+    reset = github.exhaust_rate_limit(reset_in=30)
+    rest = requests.get(f"{github.url}/repos/{REPO}/pulls", timeout=5)
+    assert rest.status_code == 403 and "rate limit exceeded" in rest.json()["message"]
+    assert (rest.headers["x-ratelimit-remaining"], rest.headers["x-ratelimit-reset"]) == ("0", str(reset))
+    gql = requests.post(f"{github.url}/graphql", json={"query": "{ rateLimit { remaining } }"},
+                        headers={"Authorization": f"Bearer {github_token}"}, timeout=5)
+    assert gql.status_code == 200 and gql.json()["errors"][0]["type"] == "RATE_LIMITED"
+    assert gql.headers["x-ratelimit-remaining"] == "0"
+    github.exhaust_rate_limit(reset_in=-1)  # the reset time has passed: a fresh window
+    assert requests.get(f"{github.url}/repos/{REPO}/pulls", timeout=5).status_code == 200
+
+
 def test_fakes_faults_status_after_kind_and_delay(populated):
     url = f"{populated.url}/repos/{REPO}/pulls"
     populated.fail_next(2, status=429, headers={"retry-after": "7"}, kind="list", after=1)
