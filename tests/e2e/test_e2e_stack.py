@@ -1,14 +1,16 @@
-"""The stack flow against the real InfluxDB 3 Core image via testcontainers (marker ``e2e``).
+"""The stack flow against an InfluxDB 3 Core server image via testcontainers (marker ``e2e``).
 
-Plugins are mounted at /plugins; the fake GitHub and Kapa listen on 0.0.0.0 on the host and the container
-reaches them as host.docker.internal (extra_hosts host-gateway). Without a Docker engine every test here is
-skipped with the reason. The provisioning image is built here as well.
+The image is ``INFLUXDB3_IMAGE`` (default: the pinned real ``influxdb:3.x-core``) when the Docker engine has it,
+else the embedded engine's local image from ``make images-local``; the run's closing lines name the one used.
+These tests use only what the real image offers (its command, paths, uid 1500, curl), so the same tests pass
+against both. Plugins are mounted at /plugins; the fake GitHub and Kapa listen on 0.0.0.0 on the host and the
+container reaches them as host.docker.internal (extra_hosts host-gateway). Without a Docker engine every test
+here is skipped with the reason (tests/docker_support.py). The provisioning image is built here as well.
 """
 
 from __future__ import annotations
 
 import io
-import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -18,6 +20,8 @@ import pytest
 import requests
 
 from provisioning.cli import main as provision
+from tests.docker_support import docker_client_or_skip, pick_engine_image, provision_python_image
+from tests.e2e.conftest import USED_IMAGES
 from tests.fakes.github import FakeGitHub
 from tests.fakes.kapa import FakeKapa
 from tests.fakes.sample import DEMO_PROJECT, DEMO_REPO, DEMO_SOURCE, populate_github, populate_kapa
@@ -25,28 +29,13 @@ from tests.support import make_token_file
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
-IMAGE = os.environ.get("INFLUXDB3_IMAGE", "influxdb:3.11.1-core")
 DEADLINE_S = 60.0
-
-
-def docker_client():
-    """A docker client, or skip: testcontainers needs an engine (docker.from_env() raises without one)."""
-    try:
-        import docker
-        from docker.errors import DockerException
-    except ImportError:
-        pytest.skip("the docker package is not installed")
-    try:
-        client = docker.from_env()
-        client.ping()
-    except DockerException as exc:
-        pytest.skip(f"no Docker engine answers ({type(exc).__name__}); e2e tests need one")
-    return client
 
 
 @pytest.fixture(scope="module")
 def real_server(tmp_path_factory) -> Iterator[tuple[str, str, Path]]:
-    docker_client()
+    image = pick_engine_image(docker_client_or_skip())
+    USED_IMAGES.append(f"server image {image.name} ({image.why})")
     from testcontainers.core.container import DockerContainer
     from testcontainers.core.wait_strategies import HttpWaitStrategy
 
@@ -58,7 +47,7 @@ def real_server(tmp_path_factory) -> Iterator[tuple[str, str, Path]]:
     kapa_key.write_text("e2e-key")
     kapa_key.chmod(0o644)
     container = (
-        DockerContainer(IMAGE)
+        DockerContainer(image.name)
         .with_exposed_ports(8181)
         .with_volume_mapping(str(ROOT / "plugins"), "/plugins", "ro")
         .with_volume_mapping(str(token_file), "/run/secrets/influxdb3_admin_token", "ro")
@@ -108,8 +97,11 @@ def test_e2e_provision_twice_and_alert_once_on_the_real_server(real_server):
 
 
 def test_e2e_provisioning_image_builds():
-    client = docker_client()
-    image, _logs = client.images.build(path=str(ROOT / "provisioning"), tag="aichat-stack-provision:e2e", rm=True)
+    client = docker_client_or_skip()
+    base = provision_python_image(client)
+    USED_IMAGES.append(f"provisioning image built on {base}")
+    image, _logs = client.images.build(path=str(ROOT / "provisioning"), tag="aichat-stack-provision:e2e", rm=True,
+                                       buildargs={"PYTHON_IMAGE": base})
     config = client.api.inspect_image(image.id)["Config"]
     assert config["User"] == "1500:1500"
     assert config["Entrypoint"] == ["python", "-m", "provisioning"]
