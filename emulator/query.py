@@ -19,7 +19,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pyarrow as pa
-from datafusion import SessionConfig, SessionContext
+import pyarrow.compute as pc
+from datafusion import SessionConfig, SessionContext, SQLOptions
 from datafusion.catalog import Schema
 
 from emulator.errors import QueryError
@@ -48,7 +49,34 @@ def classify_error(message: str) -> QueryError:
     return QueryError(message, "execution")
 
 
+#: what stands for NUL in column names while DataFusion holds them (see :func:`_ffi_safe`)
+_NUL_STAND_IN = "\U0010fffe"
+#: DataFusion refuses these (the server's planner does the same: DataFusion's ``SQLOptions`` with DDL, DML
+#: and statements off, ``iox_query/src/exec/context.rs`` ``sql_to_logical_plan``): COPY, INSERT, DELETE,
+#: UPDATE, CREATE/DROP TABLE/VIEW/EXTERNAL TABLE/SCHEMA, SET, PREPARE... answer
+#: ``Error during planning: DDL not supported: CreateMemoryTable`` and the like (HTTP 400)
+_SQL_OPTIONS = SQLOptions().with_allow_ddl(False).with_allow_dml(False).with_allow_statements(False)
+
+
+def quote_ident(name: str) -> str:
+    """``name`` as a double-quoted SQL identifier (``"`` doubled): DataFusion takes it as one exact,
+    case-kept name, so ``M`` beside ``m`` and ``a.b`` (no schema ``a``) are tables of their own."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _ffi_safe(table: pa.Table) -> pa.Table:
+    """``table`` with NUL in column names replaced by :data:`_NUL_STAND_IN`. Arrow's C data interface, which
+    hands tables to DataFusion, carries names as NUL-terminated strings, so ``v\x00`` arrives as ``v``
+    (a duplicate of the field ``v``). The server's parser accepts NUL in tag and field keys
+    (influxdb_line_protocol ``parse_where_nulls_accepted``) and its Rust planner keeps them."""
+    names = table.column_names
+    if not any("\x00" in n for n in names):
+        return table
+    return table.rename_columns([n.replace("\x00", _NUL_STAND_IN) for n in names])
+
+
 def _register(ctx: SessionContext, name: str, table: pa.Table) -> None:
+    table = _ffi_safe(table)
     batches = table.to_batches()
     if not batches:
         batches = [pa.RecordBatch.from_pylist([], schema=table.schema)]
@@ -82,17 +110,20 @@ class QueryRunner:
         lowered = sql.lower()
         discovery = bool(_DISCOVERY.search(sql))
         for name, get in tables.items():
-            if discovery or name.lower() in lowered:
-                _register(ctx, name, get())
+            # registered by its exact name (quoted): one table's name never breaks another's
+            if discovery or name.lower() in lowered or name.replace('"', '""').lower() in lowered:
+                _register(ctx, quote_ident(name), get())
             else:
                 # not named in the statement: an empty stand-in keeps planning errors identical
-                _register(ctx, name, get_schema_only(get))
+                _register(ctx, quote_ident(name), get_schema_only(get))
         self._register_system(ctx, db, lowered, discovery)
         try:
-            df = ctx.sql(sql, param_values=dict(params) if params else None)
-            return df.to_arrow_table()
+            df = ctx.sql_with_options(sql.replace("\x00", _NUL_STAND_IN), _SQL_OPTIONS,
+                                      param_values=dict(params) if params else None)
+            result = df.to_arrow_table()
         except Exception as exc:  # DataFusion raises ValueError/Exception with its own text
-            raise classify_error(str(exc)) from None
+            raise classify_error(str(exc).replace(_NUL_STAND_IN, "\x00")) from None
+        return _restore_nul(result, discovery)
 
     def _register_system(self, ctx: SessionContext, db: str, lowered: str, discovery: bool) -> None:
         providers = self.system_tables()
@@ -108,6 +139,19 @@ class QueryRunner:
                 log.exception("system table provider %s failed", name)
                 raise
             _register(ctx, f"system.{name}", table)
+
+
+def _restore_nul(table: pa.Table, discovery: bool) -> pa.Table:
+    """Undo :func:`_ffi_safe` in result column names (and, for SHOW/information_schema, in their values)."""
+    names = table.column_names
+    if any(_NUL_STAND_IN in n for n in names):
+        table = table.rename_columns([n.replace(_NUL_STAND_IN, "\x00") for n in names])
+    if discovery:
+        for i, col in enumerate(table.columns):
+            if pa.types.is_string(col.type) and pc.any(pc.match_substring(col, _NUL_STAND_IN)).as_py():
+                fixed = pc.replace_substring(col, _NUL_STAND_IN, "\x00")
+                table = table.set_column(i, table.field(i), fixed)
+    return table
 
 
 def get_schema_only(get: Callable[[], pa.Table]) -> pa.Table:

@@ -105,15 +105,48 @@ def dedup(table: pa.Table) -> pa.Table:
     time_col = table.column(TIME_COLUMN)
     if pc.count_distinct(time_col).as_py() == table.num_rows:
         return table
-    keys = key_columns(table.schema)
+    names = table.column_names
+    keyset = set(key_columns(table.schema))
     table = table.unify_dictionaries()
-    if table.group_by(keys, use_threads=False).aggregate([]).num_rows == table.num_rows:
+    # Acero reads a column name given as a string as a field path when it starts with "." (".v" is
+    # column "v"), so the grouping works on positional names and the real ones are put back after
+    # (issue 9 item 3: a field ".v" took the values of "v")
+    work = table.rename_columns([f"c{i}" for i in range(len(names))])
+    keys = [f"c{i}" for i, n in enumerate(names) if n in keyset]
+    values = [f"c{i}" for i, n in enumerate(names) if n not in keyset]
+    if work.group_by(keys, use_threads=False).aggregate([]).num_rows == table.num_rows:
         return table
-    values = [n for n in table.column_names if n not in keys]
-    grouped = table.group_by(keys, use_threads=False).aggregate([(n, "last") for n in values])
-    grouped = grouped.rename_columns([n[: -len("_last")] if n.endswith("_last") else n
-                                      for n in grouped.column_names])
-    return grouped.select(table.column_names).cast(table.schema)
+    grouped = work.group_by(keys, use_threads=False).aggregate([(n, "last") for n in values])
+    columns = [grouped.column(f"c{i}" if n in keyset else f"c{i}_last") for i, n in enumerate(names)]
+    return zero_null_keys(pa.Table.from_arrays(columns, names=names).cast(table.schema))
+
+
+def zero_null_keys(table: pa.Table) -> pa.Table:
+    """``table`` with index 0 in the null slots of every dictionary column.
+
+    Arrow leaves the index under a null slot undefined, and pyarrow's hash ``group_by`` (Arrow 26) emits
+    arbitrary values there for a null key. ``unify_dictionaries`` and ``Concatenate`` transpose every
+    index, null or not, through a lookup table, so such a value reads far outside it: the process dies
+    with SIGSEGV (issue 9 item 1: a table whose chunks mixed rows with and without a tag). Every table
+    the buffers keep therefore holds only in-range indices; chunks without nulls are kept as they are."""
+    columns = []
+    changed = False
+    for col in table.columns:
+        if pa.types.is_dictionary(col.type) and col.null_count:
+            col = pa.chunked_array([_zero_null_indices(ch) for ch in col.chunks], col.type)
+            changed = True
+        columns.append(col)
+    return pa.Table.from_arrays(columns, schema=table.schema) if changed else table
+
+
+def _zero_null_indices(chunk: pa.DictionaryArray) -> pa.DictionaryArray:
+    if not chunk.null_count:
+        return chunk
+    valid = pc.is_valid(chunk.indices)  # computed: a fresh bitmap at offset 0
+    data = pc.fill_null(chunk.indices, 0)  # computed: a fresh buffer at offset 0, 0 under every null
+    indices = pa.Array.from_buffers(chunk.indices.type, len(chunk), [valid.buffers()[1], data.buffers()[1]],
+                                    null_count=chunk.null_count)
+    return pa.DictionaryArray.from_arrays(indices, chunk.dictionary)
 
 
 def time_range(table: pa.Table) -> tuple[int, int]:
