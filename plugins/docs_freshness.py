@@ -377,6 +377,104 @@ def _notify(cfg, log, text):
     return True
 
 
+# ---------------------------------------------------------------- write validation
+# The same block sits in every plugin (each plugin is one self-contained file; tests/unit/test_write_validation.py
+# keeps the copies identical). Queued writes are flushed after the plugin returns and fail as a whole, so a value
+# the server's line protocol parser rejects would lose every row of the run: each value is checked before its row
+# is queued, and a row that cannot be stored is skipped and reported instead.
+
+_I64_MIN = -(2 ** 63)
+_I64_MAX = 2 ** 63 - 1
+_MAX_VALUE_BYTES = 65_536  # tag values and strings: "String is greater than 64KB" (influxdb_line_protocol)
+
+
+def _value_problem(kind, key, value):
+    """Why the server would reject `value` as tag or field `key`, or None.
+
+    kind: "tag" (non-empty, no control character, no trailing backslash, at most 64 KB of UTF-8), "string"
+    (at most 64 KB of UTF-8), "int64" or "time" (an int within the signed 64-bit range; for time that is
+    nanoseconds since the epoch, 1677-09-21T00:12:43Z..2262-04-11T23:47:16Z).
+    """
+    if kind in ("int64", "time"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"{key} is not an integer ({type(value).__name__})"
+        if not _I64_MIN <= value <= _I64_MAX:
+            if kind == "time":
+                return f"time {value} ns is outside 1677-09-21T00:12:43Z..2262-04-11T23:47:16Z"
+            return f"{key} {value} is outside the signed 64-bit range"
+        return None
+    if not isinstance(value, str):
+        return f"{key} is not a string ({type(value).__name__})"
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        return f"{key} is not valid UTF-8 (it holds a lone surrogate)"
+    if size > _MAX_VALUE_BYTES:
+        return f"{key} is {size} bytes, over the 64 KB limit"
+    if kind == "tag":
+        if not value:
+            return f"tag {key} is empty"
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            return f"tag {key} holds a control character"
+        if value.endswith("\\"):
+            return f"tag {key} ends with a backslash"
+    return None
+
+
+class _CheckedLine:
+    """A LineBuilder (same methods, for the kinds written here) that checks each value as it is added.
+
+    `problems` lists what the server would reject; a value with a problem is not added. `build()` is
+    LineBuilder's. Queue it with `_write_checked`, which skips the row when `problems` is not empty.
+    """
+
+    def __init__(self, table):
+        self.table = table
+        self.problems = []
+        self._line = LineBuilder(table)
+
+    def _ok(self, kind, key, value):
+        problem = _value_problem(kind, key, value)
+        if problem is not None:
+            self.problems.append(problem)
+        return problem is None
+
+    def tag(self, key, value):
+        value = str(value)
+        if self._ok("tag", key, value):
+            self._line.tag(key, value)
+        return self
+
+    def int64_field(self, key, value):
+        if self._ok("int64", key, value):
+            self._line.int64_field(key, value)
+        return self
+
+    def string_field(self, key, value):
+        if self._ok("string", key, value):
+            self._line.string_field(key, value)
+        return self
+
+    def time_ns(self, value):
+        if self._ok("time", "time", value):
+            self._line.time_ns(value)
+        return self
+
+    def build(self):
+        return self._line.build()
+
+
+def _write_checked(influxdb3_local, log, row, what):
+    """Queue `row` (a _CheckedLine) when all its values can be stored; otherwise log a warning naming `what`
+    and skip it. Returns None when queued, else the reason (text)."""
+    if row.problems:
+        reason = "; ".join(row.problems)
+        log.warn(f"skipped one {row.table} row ({what}): {reason}")
+        return reason
+    influxdb3_local.write(row)
+    return None
+
+
 def _evaluate(influxdb3_local, cfg, log, now):
     """One evaluation: writes integration_status, and documentation_alert when new or worse. Returns a dict."""
     ingestion_ns, origin = _latest_ingestion(influxdb3_local, cfg, log)
@@ -395,7 +493,7 @@ def _evaluate(influxdb3_local, cfg, log, now):
     age_days = max(0.0, (now_ns - ingestion_ns) / 86_400e9)
     needs_update = 1 if total_lines > 0 else 0
 
-    status = LineBuilder("integration_status")
+    status = _CheckedLine("integration_status")
     status.tag("repo", cfg["repo"])
     status.tag("source_name", cfg["source_name"])
     status.int64_field("days_since_ingestion", int(age_days))
@@ -404,10 +502,11 @@ def _evaluate(influxdb3_local, cfg, log, now):
     status.int64_field("needs_update", needs_update)
     status.int64_field("severity_threshold", cfg["severity_threshold"])
     status.time_ns(now_ns)
-    influxdb3_local.write(status)
+    skipped = _write_checked(influxdb3_local, log, status, f"source {cfg['source_name']!r}, repo {cfg['repo']}")
 
     result = {"evaluated": True, "ingestion": since_iso, "origin": origin, "pr_count": pr_count,
-              "total_lines": total_lines, "needs_update": needs_update, "alert": None}
+              "total_lines": total_lines, "needs_update": needs_update, "alert": None,
+              "skipped": [] if skipped is None else [{"table": "integration_status", "reason": skipped}]}
     log.info(f"{cfg['source_name']} vs {cfg['repo']}@{cfg['base']}: {pr_count} PRs, {total_lines} lines since "
              f"ingestion at {since_iso} (from {origin})")
     if not needs_update:
@@ -419,7 +518,7 @@ def _evaluate(influxdb3_local, cfg, log, now):
         return result
     message = (f"{cfg['source_name']} needs update: {pr_count} PRs with {total_lines} lines changed "
                f"in the last {age_days:.1f} days")
-    alert = LineBuilder("documentation_alert")
+    alert = _CheckedLine("documentation_alert")
     alert.tag("repo", cfg["repo"])
     alert.tag("source_name", cfg["source_name"])
     alert.tag("severity", severity)
@@ -427,7 +526,10 @@ def _evaluate(influxdb3_local, cfg, log, now):
     alert.int64_field("lines_changed", total_lines)
     alert.int64_field("days_since_ingestion", int(age_days))
     alert.time_ns(now_ns)
-    influxdb3_local.write(alert)
+    skipped = _write_checked(influxdb3_local, log, alert, f"source {cfg['source_name']!r}, repo {cfg['repo']}")
+    if skipped is not None:  # not stored: no notification either, it could not be deduplicated
+        result["skipped"].append({"table": "documentation_alert", "reason": skipped})
+        return result
     result["alert"] = severity
     log.info(f"raised {severity} alert: {message}")
     if cfg["notify_url"]:

@@ -506,8 +506,106 @@ def _collect_rest(gh, cfg, known, prs):
         }
 
 
+# ---------------------------------------------------------------- write validation
+# The same block sits in every plugin (each plugin is one self-contained file; tests/unit/test_write_validation.py
+# keeps the copies identical). Queued writes are flushed after the plugin returns and fail as a whole, so a value
+# the server's line protocol parser rejects would lose every row of the run: each value is checked before its row
+# is queued, and a row that cannot be stored is skipped and reported instead.
+
+_I64_MIN = -(2 ** 63)
+_I64_MAX = 2 ** 63 - 1
+_MAX_VALUE_BYTES = 65_536  # tag values and strings: "String is greater than 64KB" (influxdb_line_protocol)
+
+
+def _value_problem(kind, key, value):
+    """Why the server would reject `value` as tag or field `key`, or None.
+
+    kind: "tag" (non-empty, no control character, no trailing backslash, at most 64 KB of UTF-8), "string"
+    (at most 64 KB of UTF-8), "int64" or "time" (an int within the signed 64-bit range; for time that is
+    nanoseconds since the epoch, 1677-09-21T00:12:43Z..2262-04-11T23:47:16Z).
+    """
+    if kind in ("int64", "time"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"{key} is not an integer ({type(value).__name__})"
+        if not _I64_MIN <= value <= _I64_MAX:
+            if kind == "time":
+                return f"time {value} ns is outside 1677-09-21T00:12:43Z..2262-04-11T23:47:16Z"
+            return f"{key} {value} is outside the signed 64-bit range"
+        return None
+    if not isinstance(value, str):
+        return f"{key} is not a string ({type(value).__name__})"
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        return f"{key} is not valid UTF-8 (it holds a lone surrogate)"
+    if size > _MAX_VALUE_BYTES:
+        return f"{key} is {size} bytes, over the 64 KB limit"
+    if kind == "tag":
+        if not value:
+            return f"tag {key} is empty"
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            return f"tag {key} holds a control character"
+        if value.endswith("\\"):
+            return f"tag {key} ends with a backslash"
+    return None
+
+
+class _CheckedLine:
+    """A LineBuilder (same methods, for the kinds written here) that checks each value as it is added.
+
+    `problems` lists what the server would reject; a value with a problem is not added. `build()` is
+    LineBuilder's. Queue it with `_write_checked`, which skips the row when `problems` is not empty.
+    """
+
+    def __init__(self, table):
+        self.table = table
+        self.problems = []
+        self._line = LineBuilder(table)
+
+    def _ok(self, kind, key, value):
+        problem = _value_problem(kind, key, value)
+        if problem is not None:
+            self.problems.append(problem)
+        return problem is None
+
+    def tag(self, key, value):
+        value = str(value)
+        if self._ok("tag", key, value):
+            self._line.tag(key, value)
+        return self
+
+    def int64_field(self, key, value):
+        if self._ok("int64", key, value):
+            self._line.int64_field(key, value)
+        return self
+
+    def string_field(self, key, value):
+        if self._ok("string", key, value):
+            self._line.string_field(key, value)
+        return self
+
+    def time_ns(self, value):
+        if self._ok("time", "time", value):
+            self._line.time_ns(value)
+        return self
+
+    def build(self):
+        return self._line.build()
+
+
+def _write_checked(influxdb3_local, log, row, what):
+    """Queue `row` (a _CheckedLine) when all its values can be stored; otherwise log a warning naming `what`
+    and skip it. Returns None when queued, else the reason (text)."""
+    if row.problems:
+        reason = "; ".join(row.problems)
+        log.warn(f"skipped one {row.table} row ({what}): {reason}")
+        return reason
+    influxdb3_local.write(row)
+    return None
+
+
 def _gh_line(cfg, pr):
-    line = LineBuilder("gh")
+    line = _CheckedLine("gh")
     line.tag("repo", cfg["repo"])
     line.tag("ref", cfg["base"])
     line.tag("pr_number", str(pr["number"]))
@@ -539,13 +637,16 @@ def _run(influxdb3_local, cfg, log):
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         error = f"unexpected answer shape from GitHub ({type(exc).__name__}: {log.redact(_one_line(exc))[:160]})"
     new_count = 0
-    pulls = []
+    pulls, skipped = [], []
     for pr in sorted(prs.values(), key=lambda p: (p["merged"], p["number"]), reverse=True):
         if "additions" in pr:
             pr["lines"] = pr["additions"] + pr["deletions"]
             if str(pr["number"]) not in known:
-                influxdb3_local.write(_gh_line(cfg, pr))
-                new_count += 1
+                reason = _write_checked(influxdb3_local, log, _gh_line(cfg, pr), f"PR #{pr['number']}")
+                if reason is None:
+                    new_count += 1
+                else:
+                    skipped.append({"table": "gh", "pr_number": pr["number"], "reason": reason})
         pulls.append({"number": pr["number"], "title": pr["title"], "author": pr["author"],
                       "merged_at": _iso(pr["merged"]), "lines": pr["lines"]})
     summary = {
@@ -553,7 +654,7 @@ def _run(influxdb3_local, cfg, log):
         "time_period": cfg["time_period"], "since": cfg["since_iso"],
         "pr_count": len(pulls), "new_count": new_count,
         "api_calls": gh.api_calls, "rate_limit_remaining": gh.rate_limit_remaining,
-        "pull_requests": pulls,
+        "skipped": skipped, "pull_requests": pulls,
     }
     return summary, error
 

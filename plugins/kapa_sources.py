@@ -314,8 +314,107 @@ def _tag_value(value, fallback):
     return text or fallback
 
 
+# ---------------------------------------------------------------- write validation
+# The same block sits in every plugin (each plugin is one self-contained file; tests/unit/test_write_validation.py
+# keeps the copies identical). Queued writes are flushed after the plugin returns and fail as a whole, so a value
+# the server's line protocol parser rejects would lose every row of the run: each value is checked before its row
+# is queued, and a row that cannot be stored is skipped and reported instead.
+
+_I64_MIN = -(2 ** 63)
+_I64_MAX = 2 ** 63 - 1
+_MAX_VALUE_BYTES = 65_536  # tag values and strings: "String is greater than 64KB" (influxdb_line_protocol)
+
+
+def _value_problem(kind, key, value):
+    """Why the server would reject `value` as tag or field `key`, or None.
+
+    kind: "tag" (non-empty, no control character, no trailing backslash, at most 64 KB of UTF-8), "string"
+    (at most 64 KB of UTF-8), "int64" or "time" (an int within the signed 64-bit range; for time that is
+    nanoseconds since the epoch, 1677-09-21T00:12:43Z..2262-04-11T23:47:16Z).
+    """
+    if kind in ("int64", "time"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"{key} is not an integer ({type(value).__name__})"
+        if not _I64_MIN <= value <= _I64_MAX:
+            if kind == "time":
+                return f"time {value} ns is outside 1677-09-21T00:12:43Z..2262-04-11T23:47:16Z"
+            return f"{key} {value} is outside the signed 64-bit range"
+        return None
+    if not isinstance(value, str):
+        return f"{key} is not a string ({type(value).__name__})"
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        return f"{key} is not valid UTF-8 (it holds a lone surrogate)"
+    if size > _MAX_VALUE_BYTES:
+        return f"{key} is {size} bytes, over the 64 KB limit"
+    if kind == "tag":
+        if not value:
+            return f"tag {key} is empty"
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            return f"tag {key} holds a control character"
+        if value.endswith("\\"):
+            return f"tag {key} ends with a backslash"
+    return None
+
+
+class _CheckedLine:
+    """A LineBuilder (same methods, for the kinds written here) that checks each value as it is added.
+
+    `problems` lists what the server would reject; a value with a problem is not added. `build()` is
+    LineBuilder's. Queue it with `_write_checked`, which skips the row when `problems` is not empty.
+    """
+
+    def __init__(self, table):
+        self.table = table
+        self.problems = []
+        self._line = LineBuilder(table)
+
+    def _ok(self, kind, key, value):
+        problem = _value_problem(kind, key, value)
+        if problem is not None:
+            self.problems.append(problem)
+        return problem is None
+
+    def tag(self, key, value):
+        value = str(value)
+        if self._ok("tag", key, value):
+            self._line.tag(key, value)
+        return self
+
+    def int64_field(self, key, value):
+        if self._ok("int64", key, value):
+            self._line.int64_field(key, value)
+        return self
+
+    def string_field(self, key, value):
+        if self._ok("string", key, value):
+            self._line.string_field(key, value)
+        return self
+
+    def time_ns(self, value):
+        if self._ok("time", "time", value):
+            self._line.time_ns(value)
+        return self
+
+    def build(self):
+        return self._line.build()
+
+
+def _write_checked(influxdb3_local, log, row, what):
+    """Queue `row` (a _CheckedLine) when all its values can be stored; otherwise log a warning naming `what`
+    and skip it. Returns None when queued, else the reason (text)."""
+    if row.problems:
+        reason = "; ".join(row.problems)
+        log.warn(f"skipped one {row.table} row ({what}): {reason}")
+        return reason
+    influxdb3_local.write(row)
+    return None
+
+
 def _source_line(cfg, source, event_type, moment):
-    line = LineBuilder("kapa_source")
+    """One kapa_source row as a _CheckedLine (its `problems` say what the server would reject)."""
+    line = _CheckedLine("kapa_source")
     line.tag("project_id", cfg["project_id"])
     line.tag("source_id", _tag_value(source.get("id"), "unknown"))
     line.tag("source_name", _tag_value(source.get("name"), "unnamed"))
@@ -329,20 +428,28 @@ def _source_line(cfg, source, event_type, moment):
 
 
 def _run(influxdb3_local, cfg, log):
-    """Fetch and write. Returns the response dict. Raises UpstreamError (nothing written then)."""
+    """Fetch and write. Returns the response dict. Raises UpstreamError (nothing written then).
+
+    A value the server cannot store (a time outside 1677..2262, a name it rejects as a tag) skips that one row:
+    it is listed under `skipped` ({id, name, event_type, value, reason}) and not counted in rows_written.
+    """
     sources, api_calls = _fetch_sources(cfg, log)
-    listed, not_ingested, rows = [], [], 0
+    listed, not_ingested, skipped, rows = [], [], [], 0
     for source in sources:
         ingested = _parse_ts(source.get("ingested_at"))
         next_run = _parse_ts(source.get("next_run_at"))
-        if ingested is not None:
-            influxdb3_local.write(_source_line(cfg, source, "ingested_at", ingested))
-            rows += 1
-        else:
+        if ingested is None:
             not_ingested.append({"id": source.get("id"), "name": source.get("name")})
-        if next_run is not None:
-            influxdb3_local.write(_source_line(cfg, source, "next_run_at", next_run))
-            rows += 1
+        for event_type, moment in (("ingested_at", ingested), ("next_run_at", next_run)):
+            if moment is None:
+                continue
+            what = f"source {source.get('id')!r} {source.get('name')!r}, {event_type} {source.get(event_type)!r}"
+            reason = _write_checked(influxdb3_local, log, _source_line(cfg, source, event_type, moment), what)
+            if reason is None:
+                rows += 1
+            else:
+                skipped.append({"id": source.get("id"), "name": source.get("name"), "event_type": event_type,
+                                "value": source.get(event_type), "reason": reason})
         listed.append({"id": source.get("id"), "name": source.get("name"), "type": source.get("type"),
                        "ingested_at": source.get("ingested_at"), "next_run_at": source.get("next_run_at")})
     return {
@@ -353,6 +460,7 @@ def _run(influxdb3_local, cfg, log):
         "sources": listed,
         "not_ingested": not_ingested,
         "rows_written": rows,
+        "skipped": skipped,
         "api_calls": api_calls,
     }
 
@@ -425,7 +533,8 @@ def process_request(influxdb3_local, query_parameters, request_headers, request_
         log.error(message)
         return {"status": "error", "message": message}, 502
     log.info(f"project {cfg['project_id']}: {result['source_count']} sources, {result['rows_written']} rows, "
-             f"{len(result['not_ingested'])} never ingested, {result['api_calls']} Kapa requests")
+             f"{len(result['skipped'])} skipped, {len(result['not_ingested'])} never ingested, "
+             f"{result['api_calls']} Kapa requests")
     return result, 200
 
 
@@ -450,4 +559,4 @@ def process_scheduled_call(influxdb3_local, call_time, args=None):
         return
     names = ", ".join(str(item["name"]) for item in result["not_ingested"]) or "none"
     log.info(f"project {cfg['project_id']}: {result['source_count']} sources, {result['rows_written']} rows, "
-             f"never ingested: {names}; {result['api_calls']} Kapa requests")
+             f"{len(result['skipped'])} skipped, never ingested: {names}; {result['api_calls']} Kapa requests")

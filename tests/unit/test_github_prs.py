@@ -82,7 +82,7 @@ def test_github_prs_row_and_response_shape(github, make_harness, fast, now, mode
     ]
     body = r.json()
     assert set(body) == {"status", "message", "repository", "base", "mode", "time_period", "since", "pr_count",
-                         "new_count", "api_calls", "rate_limit_remaining", "pull_requests"}
+                         "new_count", "api_calls", "rate_limit_remaining", "skipped", "pull_requests"}
     assert body["pull_requests"] == [{"number": 42, "title": 'Fix "quotes", commas', "author": "jstirnaman",
                                       "merged_at": merged.strftime("%Y-%m-%dT%H:%M:%SZ"), "lines": 42}]
     assert (body["repository"], body["time_period"], body["mode"]) == (REPO, "day", mode)

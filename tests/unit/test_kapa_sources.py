@@ -35,7 +35,7 @@ def test_kapa_sources_rows_and_response_shape(kapa, make_harness, fast, kapa_key
         "status": "success", "project_id": PROJECT, "integration_id": "int-9", "source_count": 1,
         "sources": [{"id": "e58aefe2", "name": "Documentation", "type": "scrape",
                      "ingested_at": "2025-03-19T12:00:35.788963Z", "next_run_at": "2025-03-26T12:00:00.000138Z"}],
-        "not_ingested": [], "rows_written": 2, "api_calls": 1,
+        "not_ingested": [], "rows_written": 2, "skipped": [], "api_calls": 1,
     }
     assert kapa.auth_headers("x-api-key") == [kapa_key]
     assert h.query("SELECT event_type, occurred, scheduled, time FROM kapa_source ORDER BY time") == [
@@ -191,7 +191,7 @@ def test_kapa_sources_scheduled_writes_and_logs(kapa, make_harness, fast, kapa_k
     h = make_harness(PLUGIN, _args(kapa, fast, kapa_key))
     r = h.scheduled()
     assert r.ok and len(r.writes) == 2
-    assert any(level == "INFO" and text.endswith("project proj-1: 2 sources, 2 rows, never ingested: Forum; "
+    assert any(level == "INFO" and text.endswith("project proj-1: 2 sources, 2 rows, 0 skipped, never ingested: Forum; "
                                                  "1 Kapa requests") for level, text in r.logs)
 
 
