@@ -17,6 +17,11 @@ from pathlib import Path
 DEFAULT_HTTP_BIND = "0.0.0.0:8181"
 DEFAULT_MAX_REQUEST_SIZE = 10 * 1024 * 1024
 DEFAULT_RECOVERY_BIND = "127.0.0.1:8182"
+#: WAL snapshot settings, with the server's defaults (influxdb3/src/commands/serve.rs)
+DEFAULT_WAL_SNAPSHOT_SIZE = 600
+DEFAULT_SNAPSHOTTED_WAL_FILES_TO_KEEP = 300
+#: --gen1-duration accepts exactly these (influxdb3_wal ``Gen1Duration::from_str``), in seconds
+GEN1_DURATIONS = {"1m": 60, "5m": 300, "10m": 600}
 #: --disable-authz accepts these resource names (reference §12).
 AUTHZ_RESOURCES = ("health", "ping", "metrics", "ready", "pprof", "node_stop")
 TRIGGER_KINDS = ("wal", "schedule", "request")
@@ -46,6 +51,9 @@ class ServeConfig:
     max_http_request_size: int = DEFAULT_MAX_REQUEST_SIZE
     restrict_plugin_triggers_to: set[str] = field(default_factory=lambda: set(TRIGGER_KINDS))
     admin_token_recovery_http_bind: str | None = None
+    wal_snapshot_size: int = DEFAULT_WAL_SNAPSHOT_SIZE
+    gen1_duration_s: int = GEN1_DURATIONS["10m"]
+    snapshotted_wal_files_to_keep: int = DEFAULT_SNAPSHOTTED_WAL_FILES_TO_KEEP
 
     @property
     def http_bind(self) -> str:
@@ -183,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--wal-flush-interval", dest="wal_flush_interval")
     s.add_argument("--max-http-request-size", dest="max_http_request_size")
     s.add_argument("--restrict-plugin-triggers-to", dest="restrict_plugin_triggers_to")
+    s.add_argument("--wal-snapshot-size", dest="wal_snapshot_size")
+    s.add_argument("--gen1-duration", dest="gen1_duration")
+    s.add_argument("--snapshotted-wal-files-to-keep", dest="snapshotted_wal_files_to_keep")
     s.add_argument(
         "--admin-token-recovery-http-bind",
         dest="admin_token_recovery_http_bind",
@@ -199,6 +210,14 @@ def _pick(flag: str | None, env: Mapping[str, str], *names: str) -> str | None:
         if n in env:
             return env[n]
     return None
+
+
+def _unsigned(text: str, flag: str) -> int:
+    """A clap ``usize``/``u64`` value, with clap's one-line error for anything else."""
+    if not text.isdigit():
+        reason = "cannot parse integer from empty string" if not text else "invalid digit found in string"
+        raise ConfigError(f"invalid value '{text}' for '{flag}': {reason}")
+    return int(text)
 
 
 def parse_serve_args(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeConfig:
@@ -252,6 +271,16 @@ def parse_serve_args(argv: Sequence[str], env: Mapping[str, str] | None = None) 
         if restrict_s is not None
         else set(TRIGGER_KINDS)
     )
+    snap_s = _pick(ns.wal_snapshot_size, env, "INFLUXDB3_WAL_SNAPSHOT_SIZE")
+    snapshot_size = (DEFAULT_WAL_SNAPSHOT_SIZE if snap_s is None
+                     else _unsigned(snap_s, "--wal-snapshot-size <WAL_SNAPSHOT_SIZE>"))
+    gen1_s = _pick(ns.gen1_duration, env, "INFLUXDB3_GEN1_DURATION") or "10m"
+    if gen1_s not in GEN1_DURATIONS:
+        raise ConfigError(f"invalid value '{gen1_s}' for '--gen1-duration <GEN1_DURATION>': "
+                          f"invalid gen1 duration {gen1_s}. Must be one of 1m, 5m, 10m")
+    keep_s = _pick(ns.snapshotted_wal_files_to_keep, env, "INFLUXDB3_NUM_WAL_FILES_TO_KEEP")
+    keep = (DEFAULT_SNAPSHOTTED_WAL_FILES_TO_KEEP if keep_s is None
+            else _unsigned(keep_s, "--snapshotted-wal-files-to-keep <SNAPSHOTTED_WAL_FILES_TO_KEEP>"))
     return ServeConfig(
         node_id=node_id,
         data_dir=None if object_store == "memory" else Path(data_dir_s).expanduser(),
@@ -268,4 +297,7 @@ def parse_serve_args(argv: Sequence[str], env: Mapping[str, str] | None = None) 
         max_http_request_size=max_size,
         restrict_plugin_triggers_to=restrict,
         admin_token_recovery_http_bind=ns.admin_token_recovery_http_bind,
+        wal_snapshot_size=snapshot_size,
+        gen1_duration_s=GEN1_DURATIONS[gen1_s],
+        snapshotted_wal_files_to_keep=keep,
     )

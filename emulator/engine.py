@@ -9,8 +9,11 @@ flusher thread, every ``wal_flush_interval``, writes all queued rows as one WAL 
 them to the buffers, calls the flush listeners once per database, then releases the waiting writers.
 A ``no_sync=True`` write returns as soon as its rows are queued.
 
-When the buffered rows exceed ``snapshot_rows`` (and on close) the flusher writes Parquet snapshots and
-deletes the WAL files they cover, so memory and restart time stay bounded.
+The flusher writes Parquet snapshots when the WAL files waiting since the last snapshot call for one (the
+server's snapshot tracker: ``wal_snapshot_size`` and ``gen1_duration_ns``, see
+:class:`emulator.wal.SnapshotTracker`), when the buffered rows exceed ``snapshot_rows``, and on close; it
+then deletes the WAL files they cover except the newest ``snapshotted_wal_files_to_keep``, so memory,
+disk and restart time stay bounded even when writes keep overwriting the same rows.
 """
 
 from __future__ import annotations
@@ -46,7 +49,15 @@ from emulator.errors import ApiError, DatabaseNotFound, json_error, not_found, t
 from emulator.lineprotocol import LineError, ParsedLine
 from emulator.query import QueryRunner, SystemTableProvider
 from emulator.storage import Storage, arrow_schema
-from emulator.wal import Wal, WalEntry, entry_num_rows, entry_rows
+from emulator.wal import (
+    SnapshotTracker,
+    Wal,
+    WalEntry,
+    WalPeriod,
+    entries_time_range,
+    entry_num_rows,
+    entry_rows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +70,11 @@ _second = operator.itemgetter(1)
 _MAX_RUNS = 8
 #: close() flushes until nothing is queued (listeners may write), at most this many times
 _CLOSE_FLUSH_ROUNDS = 16
+
+
+#: the server's defaults (influxdb3/src/commands/serve.rs): --wal-snapshot-size 600, --gen1-duration 10m
+DEFAULT_WAL_SNAPSHOT_SIZE = 600
+DEFAULT_GEN1_DURATION_NS = 600 * 1_000_000_000
 
 
 class EngineClosed(Exception):
@@ -241,11 +257,18 @@ class Engine:
     """The embedded InfluxDB 3 Core storage engine (one per server)."""
 
     def __init__(self, data_dir: Path | None, *, wal_flush_interval: float = 1.0, node_id: str = "emulator",
-                 snapshot_rows: int = 1_000_000):
+                 snapshot_rows: int = 1_000_000, wal_snapshot_size: int = DEFAULT_WAL_SNAPSHOT_SIZE,
+                 gen1_duration_ns: int = DEFAULT_GEN1_DURATION_NS, snapshotted_wal_files_to_keep: int = 0):
+        """``wal_snapshot_size`` and ``gen1_duration_ns`` drive the snapshot tracker (the server's
+        ``--wal-snapshot-size``, default 600, and ``--gen1-duration``, default 10m);
+        ``snapshotted_wal_files_to_keep`` covered WAL files stay on disk after a snapshot (``serve`` passes
+        the server's ``--snapshotted-wal-files-to-keep``, default 300; the library default keeps none)."""
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.wal_flush_interval = wal_flush_interval
         self.node_id = node_id
         self.snapshot_rows = snapshot_rows
+        self.snapshotted_wal_files_to_keep = snapshotted_wal_files_to_keep
+        self.tracker = SnapshotTracker(wal_snapshot_size, gen1_duration_ns)
         self.catalog = Catalog(None if self.data_dir is None else self.data_dir / "catalog.json")
         self.storage = Storage(self.data_dir)
         self.wal = Wal(None)
@@ -324,6 +347,7 @@ class Engine:
                     self.storage.apply(*entry)
                     replayed += entry_num_rows(entry)
             self._last_sequence = contents.sequence
+            self._track(contents.sequence, contents.entries)
         if replayed:
             log.info("replayed %d rows from the WAL", replayed)
 
@@ -505,7 +529,7 @@ class Engine:
                 next_tick = max(next_tick + interval, time.monotonic())
             try:
                 self._flush_once()
-                if self.storage.buffered_rows > self.snapshot_rows:
+                if self.tracker.should_snapshot() or self.storage.buffered_rows > self.snapshot_rows:
                     self._snapshot()
             except Exception:  # keep flushing; the failed batch's writers got the error
                 log.exception("WAL flush failed")
@@ -521,6 +545,7 @@ class Engine:
         try:
             sequence = self.wal.append(batch.entries)
             self._last_sequence = sequence
+            self._track(sequence, batch.entries)
             by_db: dict[int, list[WalEntry]] = {}
             for entry in batch.entries:
                 self.storage.apply(*entry)
@@ -539,6 +564,14 @@ class Engine:
             raise
         self._notify(by_db)
         batch.done.set()
+
+    def _track(self, sequence: int, entries: list[WalEntry]) -> None:
+        """Tell the snapshot tracker about one WAL file (written or replayed)."""
+        if not self.wal.enabled:
+            return
+        span = entries_time_range(entries)
+        if span is not None:
+            self.tracker.add(WalPeriod(sequence, *span))
 
     def _notify(self, by_db: dict[int, list[WalEntry]]) -> None:
         if not self._listeners:
@@ -592,7 +625,8 @@ class Engine:
             tables = {key: TableDef(t.id, t.name, list(t.tags), dict(t.fields))
                       for key, t in self._live_tables().items()}
         rows = self.storage.snapshot(tables, covered)
-        removed = self.wal.remove_through(covered)
+        self.tracker.periods[:] = [p for p in self.tracker.periods if p.sequence > covered]
+        removed = self.wal.remove_through(covered, self.snapshotted_wal_files_to_keep)
         if rows or removed:
             log.info("snapshot: %d rows to Parquet, %d WAL files removed", rows, removed)
 

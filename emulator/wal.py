@@ -132,16 +132,99 @@ class Wal:
                 log.warning("WAL file %s ends with an incomplete frame; ignoring the tail", seq)
             yield contents
 
-    def remove_through(self, sequence: int) -> int:
-        """Delete WAL files up to and including ``sequence`` (covered by a snapshot). Returns the count."""
+    def remove_through(self, sequence: int, keep: int = 0) -> int:
+        """Delete WAL files up to and including ``sequence`` (covered by a snapshot), except the newest
+        ``keep`` of them (the server's ``--snapshotted-wal-files-to-keep``). Returns the count removed."""
+        covered = [seq for seq in self.sequences() if seq <= sequence]
         removed = 0
-        for seq in self.sequences():
-            if seq <= sequence:
-                self.path_for(seq).unlink(missing_ok=True)
-                removed += 1
+        for seq in covered[: max(0, len(covered) - keep)]:
+            self.path_for(seq).unlink(missing_ok=True)
+            removed += 1
         if removed and self.directory is not None:
             fsync_dir(self.directory)
         return removed
+
+
+def _rust_floor(value: int, step: int) -> int:
+    """``value - value % step`` with Rust's remainder (sign of the dividend): rounds toward zero."""
+    rem = value % step if value >= 0 else -((-value) % step)
+    return value - rem
+
+
+@dataclass(frozen=True)
+class WalPeriod:
+    """One WAL file as the snapshot tracker sees it: its sequence and the min/max ``time`` (ns) it holds."""
+
+    sequence: int
+    min_time: int
+    max_time: int
+
+
+class SnapshotTracker:
+    """When to snapshot, decided from the WAL files written since the last snapshot, as the server's
+    ``SnapshotTracker`` (influxdb3_wal/src/snapshot_tracker.rs) decides it:
+
+    * nothing happens until ``snapshot_size + snapshot_size // 2`` files are waiting (900 at the default
+      ``--wal-snapshot-size 600``: at a 1 s flush, about every 15 minutes of steady writes);
+    * with ``3 * snapshot_size`` files waiting, snapshot regardless of the data's times (forced);
+    * otherwise snapshot only when the oldest waiting file holds data older than the newest file's
+      ``max_time`` rounded down to ``gen1_duration_ns`` (``--gen1-duration``), so that data has "aged"
+      into a closed gen1 window.
+
+    The server then persists only the rows older than that marker; the emulator's snapshot persists every
+    buffered row and covers every waiting file (a simplification: the same files become removable, and
+    more, never fewer).
+    """
+
+    def __init__(self, snapshot_size: int, gen1_duration_ns: int):
+        if gen1_duration_ns <= 0:
+            raise ValueError("gen1 duration must be positive")
+        self.snapshot_size = snapshot_size
+        self.gen1_duration_ns = gen1_duration_ns
+        self.periods: list[WalPeriod] = []
+
+    def add(self, period: WalPeriod) -> None:
+        """Record a WAL file written (or replayed) since the last snapshot."""
+        self.periods.append(period)
+
+    def clear(self) -> None:
+        """Forget every waiting file (a snapshot covered them)."""
+        self.periods.clear()
+
+    def should_snapshot(self) -> bool:
+        """Whether the waiting files call for a snapshot now (see the class docstring)."""
+        periods = self.periods
+        size = self.snapshot_size
+        if not periods or len(periods) < size + size // 2:
+            return False
+        if len(periods) >= 3 * size:
+            return True
+        marker = _rust_floor(periods[-1].max_time, self.gen1_duration_ns)
+        return periods[0].max_time < marker
+
+
+def entries_time_range(entries: list[WalEntry]) -> tuple[int, int] | None:
+    """(min, max) of the ``time`` values (ns) in WAL entries; None when they hold no rows."""
+    lo: int | None = None
+    hi: int | None = None
+    for entry in entries:
+        names = entry[2]
+        try:
+            pos = list(names).index("time")
+        except ValueError:
+            continue
+        if len(entry) == 5:
+            times = entry[3][pos]
+        else:
+            times = [row[pos] for row in entry[3]]
+        if not times:
+            continue
+        elo, ehi = min(times), max(times)
+        lo = elo if lo is None or elo < lo else lo
+        hi = ehi if hi is None or ehi > hi else hi
+    if lo is None or hi is None:
+        return None
+    return lo, hi
 
 
 def read_wal_file(path: Path, sequence: int) -> WalFileContents:

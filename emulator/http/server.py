@@ -281,7 +281,9 @@ async def serve(cfg: ServeConfig) -> None:
         prepare_data_dir(cfg.data_dir)
     from emulator.engine import Engine
 
-    engine = Engine(cfg.data_dir, wal_flush_interval=cfg.wal_flush_interval, node_id=cfg.node_id)
+    engine = Engine(cfg.data_dir, wal_flush_interval=cfg.wal_flush_interval, node_id=cfg.node_id,
+                    wal_snapshot_size=cfg.wal_snapshot_size, gen1_duration_ns=cfg.gen1_duration_s * 1_000_000_000,
+                    snapshotted_wal_files_to_keep=cfg.snapshotted_wal_files_to_keep)
     engine.open()
     pe = None
     runner: web.ServerRunner | None = None
