@@ -27,7 +27,7 @@ from emulator.errors import QueryError
 
 log = logging.getLogger(__name__)
 
-SystemTableProvider = Callable[[str], pa.Table]
+SystemTableProvider = Callable[[str], pa.Table | None]
 
 _PY_PREFIX = "DataFusion error: "
 _PLAN_PREFIXES = ("Error during planning", "Schema error", "SQL error", "Invalid or Unsupported Configuration")
@@ -91,7 +91,8 @@ class QueryRunner:
         self._lock = threading.Lock()
 
     def register_system_table(self, name: str, provider: SystemTableProvider) -> None:
-        """Add ``system.<name>``; ``provider(db)`` returns its rows for the queried database."""
+        """Add ``system.<name>``; ``provider(db)`` returns its rows for the queried database, or None where
+        the table does not exist (e.g. ``_internal``-only tables)."""
         with self._lock:
             self._system[name] = provider
 
@@ -138,7 +139,8 @@ class QueryRunner:
             except Exception:
                 log.exception("system table provider %s failed", name)
                 raise
-            _register(ctx, f"system.{name}", table)
+            if table is not None:  # None: the table does not exist in this database
+                _register(ctx, f"system.{name}", table)
 
 
 def _restore_nul(table: pa.Table, discovery: bool) -> pa.Table:

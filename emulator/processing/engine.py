@@ -273,6 +273,7 @@ class ProcessingEngine:
         self._running: dict[tuple[str, str], TriggerRunner] = {}
         self._request_paths: dict[str, TriggerRunner] = {}
         self._started = False
+        self._undo_venv: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -281,12 +282,14 @@ class ProcessingEngine:
             return
         self._started = True
         if self.venv_dir is not None and self.plugin_dir is not None:
-            from emulator.processing.venv import ensure_venv
+            from emulator.processing.venv import activate_venv, ensure_venv
 
             try:
                 ensure_venv(self.venv_dir)
             except OSError as exc:
                 log.error("processing engine: could not create the plugin venv %s: %s", self.venv_dir, exc)
+            else:
+                self._undo_venv = activate_venv(self.venv_dir)
             site = str(venv_site_packages(self.venv_dir))
             if site not in sys.path:
                 sys.path.append(site)
@@ -309,6 +312,9 @@ class ProcessingEngine:
             runner.stop_event.set()
         for runner in runners:
             runner.stop()
+        if self._undo_venv is not None:
+            self._undo_venv()
+            self._undo_venv = None
 
     # ------------------------------------------------------------------------------------------ logs
     def plugin_log(self, trigger_name: str, level: str, text: str) -> None:

@@ -5,7 +5,7 @@
 * ``system.processing_engine_trigger_arguments`` (per database): trigger_name, argument_key, argument_value;
 * ``system.processing_engine_logs``: event_time Timestamp(ns), trigger_name, log_level, log_text; an in-memory
   ring of 10,000 events shared by all databases, cleared on restart;
-* ``system.plugin_files`` (rows only in ``_internal``): plugin_name, file_name, file_path, size_bytes,
+* ``system.plugin_files`` (only in ``_internal``): plugin_name, file_name, file_path, size_bytes,
   last_modified (ms).
 """
 
@@ -122,10 +122,16 @@ def arguments_table(rows: list[TriggerRow]) -> pa.Table:
                     schema=ARGUMENTS_SCHEMA)
 
 
-def plugin_files_table(db: str, rows: list[TriggerRow], plugin_dir: Path | None) -> pa.Table:
-    """One row per trigger whose plugin is a local file; empty outside ``_internal``."""
+def plugin_files_table(db: str, rows: list[TriggerRow], plugin_dir: Path | None) -> pa.Table | None:
+    """One row per trigger whose plugin is a local file; None (no such table) outside ``_internal``.
+
+    The server registers ``plugin_files`` only in ``_internal``'s system schema (influxdb3_system_tables
+    ``AllSystemSchemaTablesProvider::new``), so elsewhere the query fails as for any unknown table.
+    """
+    if db != INTERNAL_DB:
+        return None
     cols: dict[str, list[Any]] = {name: [] for name in PLUGIN_FILES_SCHEMA.names}
-    if db == INTERNAL_DB and plugin_dir is not None:
+    if plugin_dir is not None:
         for _, name, rec in rows:
             filename = rec["plugin_filename"]
             path = plugin_dir / filename

@@ -61,6 +61,13 @@ PLUGINS = {
             while True:
                 time.sleep(0.05)
         """,
+    "env.py": """
+        import os, shutil, sys
+        def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):
+            return {"VIRTUAL_ENV": os.environ.get("VIRTUAL_ENV"), "path0": os.environ["PATH"].split(os.pathsep)[0],
+                    "PYTHONHOME": os.environ.get("PYTHONHOME"), "prefix": sys.prefix,
+                    "exec_prefix": sys.exec_prefix, "python": shutil.which("python")}
+        """,
     "garbage.py": """
         class Raw:
             def build(self):
@@ -421,6 +428,47 @@ def test_processing_trigger_plugin_files_upload_and_replace(srv: ServerProcess, 
     r = srv.session.put(f"{srv.url}/api/v3/plugins/files", json={"plugin_name": "nope", "content": ""},
                         timeout=10)
     assert (r.status_code, r.text) == (500, "Processing engine error: plugin error: Plugin not found: nope")
+
+
+def test_processing_trigger_plugin_runs_in_the_activated_venv(srv: ServerProcess, db: str) -> None:
+    """influxdb3_processing_engine virtualenv.rs: the server sources the venv's activate script into its own
+    environment and sets sys.prefix/exec_prefix to the venv (here --virtual-env-location)."""
+    assert create(srv, body_for(db, "env", "request:env", plugin="env.py")).status_code == 200
+    venv = str(srv.data_dir.parent.parent / "venv")
+    got = srv.session.get(f"{srv.url}/api/v3/engine/env", timeout=10).json()
+    assert got == {"VIRTUAL_ENV": venv, "path0": f"{venv}/bin", "PYTHONHOME": None, "prefix": venv,
+                   "exec_prefix": venv, "python": f"{venv}/bin/python"}
+
+
+def test_processing_trigger_default_venv_is_the_plugin_dirs(tmp_path: Path) -> None:
+    plugin_dir = tmp_path / "plugins"
+    plugin_dir.mkdir()
+    (plugin_dir / "env.py").write_text(textwrap.dedent(PLUGINS["env.py"]))
+    with start_server(tmp_path / "s", plugin_dir=plugin_dir, env={"PYTHONHOME": ""}) as server:
+        server.session.post(f"{server.url}/api/v3/configure/database", json={"db": "v"}, timeout=10)
+        assert create(server, body_for("v", "env", "request:env", plugin="env.py")).status_code == 200
+        got = server.session.get(f"{server.url}/api/v3/engine/env", timeout=10).json()
+    venv = str(plugin_dir / ".venv")
+    assert (got["VIRTUAL_ENV"], got["path0"], got["PYTHONHOME"]) == (venv, f"{venv}/bin", None)
+
+
+def test_processing_trigger_plugin_files_table_only_in_internal(srv: ServerProcess, db: str) -> None:
+    """influxdb3_system_tables AllSystemSchemaTablesProvider::new registers plugin_files for _internal only."""
+    assert create(srv, body_for(db, "pf", "request:pf", plugin="echo.py")).status_code == 200
+    r = srv.session.get(f"{srv.url}/api/v3/query_sql", timeout=10,
+                        params={"db": db, "q": "SELECT * FROM system.plugin_files", "format": "json"})
+    assert r.status_code == 400
+    assert "table 'public.system.plugin_files' not found" in r.text
+    r = srv.session.get(f"{srv.url}/api/v3/query_sql", timeout=10,
+                        params={"db": db, "q": "SHOW TABLES", "format": "json"})
+    assert "plugin_files" not in {row["table_name"] for row in r.json()}
+    rows = sql(srv, "_internal", "SELECT plugin_name, file_name, size_bytes FROM system.plugin_files "
+                                 "WHERE plugin_name = 'pf'")
+    size = len(textwrap.dedent(PLUGINS["echo.py"]).encode())
+    assert rows == [{"plugin_name": "pf", "file_name": "echo.py", "size_bytes": size}]
+    r = srv.session.get(f"{srv.url}/api/v3/query_sql", timeout=10,
+                        params={"db": "_internal", "q": "SHOW TABLES", "format": "json"})
+    assert "plugin_files" in {row["table_name"] for row in r.json()}
 
 
 def test_processing_trigger_pip_failure_is_500_with_pip_text(srv: ServerProcess) -> None:
