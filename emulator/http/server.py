@@ -21,7 +21,8 @@ import threading
 import time
 import uuid
 import zlib
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -53,6 +54,11 @@ AUTHZ_PATHS = {
 }
 P_PARAM_PATHS = frozenset({"/query", "/write"})
 POOL_WORKERS = 64
+#: How often a request waiting for room in a full request-trigger queue looks again.
+ENGINE_QUEUE_POLL_S = 0.05
+
+#: ``ProcessingEngine.submit_engine_request``: a future of the response, or None while the trigger's queue is full
+EngineSubmit = Callable[[Request], "Future[Response] | None"]
 
 
 
@@ -90,7 +96,7 @@ class HttpServer:
         routes: Routes,
         *,
         tokens: TokenStore | None,
-        engine_handler: Handler | None,
+        engine_handler: EngineSubmit | None,
         cluster_uuid: str,
         metrics: Metrics,
     ):
@@ -101,9 +107,6 @@ class HttpServer:
         self.cluster_uuid = cluster_uuid
         self.metrics = metrics
         self.pool = ThreadPoolExecutor(max_workers=POOL_WORKERS, thread_name_prefix="http")
-        # Request-trigger calls get threads of their own: requests queued behind a stuck plugin may fill this
-        # pool, never the one that serves writes, queries and the trigger API (which can disable the plugin).
-        self.engine_pool = ThreadPoolExecutor(max_workers=POOL_WORKERS, thread_name_prefix="engine-request")
         self.open_paths: set[str] = set()
         self.open_pprof = "pprof" in cfg.disable_authz
         for resource in cfg.disable_authz:
@@ -203,12 +206,40 @@ class HttpServer:
                 token=token_record,
                 query_items=items,
             )
-            loop = asyncio.get_running_loop()
-            pool = self.engine_pool if handler is self.engine_handler else self.pool
-            resp = await loop.run_in_executor(pool, _call, handler, req)
+            if handler is self.engine_handler:
+                resp = await self._engine_call(request, req)
+            else:
+                resp = await asyncio.get_running_loop().run_in_executor(self.pool, _call, handler, req)
         except ApiError as err:
             resp, matched = Response.from_error(err), "error"
         return self._to_web(resp, method=method, matched=matched)
+
+
+    async def _engine_call(self, request: web.BaseRequest, req: Request) -> Response:
+        """A request-trigger call: the plugin runs on its trigger's own threads; this coroutine holds no thread.
+
+        While the trigger's queue is full it waits for room, and gives up when its client has gone, so a stuck
+        request plugin delays only its own trigger and a client that disconnects holds nothing.
+        """
+        assert self.engine_handler is not None
+        while True:
+            try:
+                fut = self.engine_handler(req)
+            except ApiError as err:
+                return Response.from_error(err)
+            if fut is not None:
+                break
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                return Response.from_error(text_error(503, "client disconnected"))  # never sent
+            await asyncio.sleep(ENGINE_QUEUE_POLL_S)
+        try:
+            return await asyncio.wrap_future(fut)
+        except ApiError as err:
+            return Response.from_error(err)
+        except Exception:  # a bug below the HTTP layer: log it, answer 500, keep serving
+            log.exception("internal error in %s %s", req.method, req.path)
+            return Response.from_error(json_error(500, "internal error"))
 
 
 def _call(handler: Handler, req: Request) -> Response:
@@ -321,7 +352,7 @@ async def serve(cfg: ServeConfig) -> None:
             else:
                 pe.start()
                 routes.update(pe_routes)
-                engine_handler = pe.handle_engine_request
+                engine_handler = pe.submit_engine_request
         server = HttpServer(
             cfg, routes, tokens=tokens, engine_handler=engine_handler, cluster_uuid=cluster_uuid, metrics=metrics
         )
@@ -355,7 +386,6 @@ async def serve(cfg: ServeConfig) -> None:
         engine.close()
         if server is not None:
             server.pool.shutdown(wait=False, cancel_futures=True)
-            server.engine_pool.shutdown(wait=False, cancel_futures=True)
         sock.close()
         log.info("stopped")
 

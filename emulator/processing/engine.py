@@ -3,8 +3,9 @@
 Threads (docs/internals.md): every running WAL or schedule trigger owns one worker thread; WAL triggers
 receive flush events through a queue of 60 (the flusher blocks only while a queue is full, as the server);
 ``run_async`` triggers hand each event to a pool thread. Plugins never run on the flusher thread, so a
-plugin that writes with ``no_sync=false`` simply waits for the next flush. Request triggers run on the HTTP
-handler's thread, one at a time per trigger unless ``run_async``.
+plugin that writes with ``no_sync=false`` simply waits for the next flush. Request triggers run on threads of
+their own trigger (one at a time unless ``run_async``), never on the transport's threads: a stuck request
+plugin delays only its own trigger (issue 9 item 9; the server runs each trigger on its own task).
 
 Facts: influxdb3-processing-engine.md §1-§9 and influxdb3-http-api.md §8-§11.
 """
@@ -18,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,6 +55,15 @@ RETRY_YIELD_S = 0.005
 STOP_JOIN_S = 1.0
 ENGINE_PREFIX = "/api/v3/engine/"
 NOT_FOUND_BODY = b'{error: "not found"}'
+#: Requests one request trigger holds waiting behind its running call (PLUGIN_EVENT_BUFFER_SIZE, its channel).
+REQUEST_QUEUE_SIZE = 60
+#: Threads of one ``run_async`` request trigger (the server's blocking pool is 512 for the whole process).
+ASYNC_REQUEST_WORKERS = 64
+#: A plugin call running longer than this is logged once as a warning naming its trigger (the server never
+#: interrupts a plugin call, and neither does this stand-in).
+SLOW_CALL_WARN_S = 60.0
+#: How often the slow-call watch looks.
+WATCH_INTERVAL_S = 1.0
 INTERNAL_DB = "_internal"
 
 
@@ -101,8 +111,65 @@ def spec_kind(spec: Any) -> str:
     return str(spec.plugin_type)
 
 
+def _not_found() -> Response:
+    return Response(status=404, body=NOT_FOUND_BODY, content_type=None)
+
+
+def _done(response: Response) -> Future[Response]:
+    fut: Future[Response] = Future()
+    fut.set_result(response)
+    return fut
+
+
+@dataclass
+class _Call:
+    runner: TriggerRunner
+    kind: str
+    started: float
+    warned: bool = False
+
+
+class SlowCallWatch:
+    """Plugin calls in progress; :meth:`check` warns once per call that runs longer than ``warn_after_s``.
+
+    The server neither times out nor interrupts plugin calls (a CPU-looping plugin runs until restart, a WAL
+    plugin that never returns blocks writes once 60 flushes are queued); the stand-in keeps that and says so
+    in its log, naming the trigger.
+    """
+
+    def __init__(self, warn_after_s: float) -> None:
+        self.warn_after_s = warn_after_s
+        self._lock = threading.Lock()
+        self._calls: dict[int, _Call] = {}
+        self._next = 0
+
+    def begin(self, runner: TriggerRunner, kind: str) -> int:
+        with self._lock:
+            self._next += 1
+            self._calls[self._next] = _Call(runner, kind, time.monotonic())
+            return self._next
+
+    def end(self, token: int) -> None:
+        with self._lock:
+            self._calls.pop(token, None)
+
+    def check(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            late = [c for c in self._calls.values() if not c.warned and now - c.started >= self.warn_after_s]
+            for call in late:
+                call.warned = True
+        for call in late:
+            rec = call.runner.record
+            log.warning("processing engine: trigger %s (database %s) has been running one %s plugin call for "
+                        "%.0f s; plugin calls are never interrupted (as the server): it runs until it returns or "
+                        "the server restarts%s", rec.trigger_name, rec.database, call.kind, now - call.started,
+                        "; requests to this trigger wait behind it" if call.kind == "request"
+                        and not rec.run_async else "")
+
+
 class TriggerRunner:
-    """One running trigger: its worker thread (WAL/schedule) or its request lock."""
+    """One running trigger: its worker thread (WAL/schedule) or its own request executor."""
 
     def __init__(self, pe: ProcessingEngine, record: TriggerRecord, spec: Any, source: PluginSource):
         self.pe = pe
@@ -113,13 +180,20 @@ class TriggerRunner:
         self.stop_event = threading.Event()
         self.queue: queue.Queue[list[dict[str, Any]]] = queue.Queue(maxsize=WAL_QUEUE_SIZE)
         self.thread: threading.Thread | None = None
-        self.request_lock = threading.Lock()
         self.pool: ThreadPoolExecutor | None = None
+        self.request_pool: ThreadPoolExecutor | None = None
+        self._pending_lock = threading.Lock()
+        self._pending = 0  # requests submitted and not finished (running + waiting)
+        self._full_warned = False
         self.cache_scope = CacheStore.trigger_scope(record.database, record.trigger_name)
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        if self.record.run_async:
+        if self.kind == "request":
+            workers = ASYNC_REQUEST_WORKERS if self.record.run_async else 1
+            self.request_pool = ThreadPoolExecutor(max_workers=workers,
+                                                   thread_name_prefix=f"request-{self.record.trigger_name}")
+        elif self.record.run_async:
             self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"plugin-{self.record.trigger_name}")
         target = {"wal": self._wal_loop, "schedule": self._schedule_loop}.get(self.kind)
         if target is not None:
@@ -132,6 +206,8 @@ class TriggerRunner:
             self.thread.join(STOP_JOIN_S)
         if self.pool is not None:
             self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.request_pool is not None:  # requests still waiting answer 404 (see submit_request)
+            self.request_pool.shutdown(wait=False, cancel_futures=True)
         self.pe.cache_store.drop(self.cache_scope)
 
     @property
@@ -140,12 +216,21 @@ class TriggerRunner:
 
     # ------------------------------------------------------------------------------------------ WAL
     def offer(self, batches: list[dict[str, Any]]) -> None:
-        """Queue a flush event; blocks while the queue is full (the server's flush waits too)."""
+        """Queue a flush event; blocks while the queue is full (the server's flush waits too), with a warning."""
+        warned = False
         while not self.stopped:
             try:
                 self.queue.put(batches, timeout=0.1)
+                if warned:
+                    log.warning("processing engine: WAL trigger %s (database %s) took a queued flush; writes go on",
+                                self.record.trigger_name, self.record.database)
                 return
             except queue.Full:
+                if not warned:
+                    warned = True
+                    log.warning("processing engine: WAL trigger %s (database %s) has %d flushes queued and its "
+                                "plugin has not taken the next one; writes wait until it does (as the server)",
+                                self.record.trigger_name, self.record.database, WAL_QUEUE_SIZE)
                 continue
 
     def _wal_loop(self) -> None:
@@ -195,7 +280,11 @@ class TriggerRunner:
     def execute(self, kind: PluginKind, positional: tuple[Any, ...], scheduled_ns: int | None = None) -> CallResult:
         ctx = CallContext(engine=self.pe.engine, database=self.record.database, log=self.log,
                           cache_store=self.pe.cache_store, cache_scope=self.cache_scope)
-        result = call_plugin(self.source, kind, ctx, positional, scheduled_ns=scheduled_ns)
+        token = self.pe.slow_calls.begin(self, kind)
+        try:
+            result = call_plugin(self.source, kind, ctx, positional, scheduled_ns=scheduled_ns)
+        finally:
+            self.pe.slow_calls.end(token)
         if result.ok:
             apply_writes(self.pe.engine, result.writes, kind, self.log)
         return result
@@ -226,25 +315,60 @@ class TriggerRunner:
                 self.log("ERROR", f"error running scheduled plugin: {result.error}")
             return
 
-    def handle_request(self, req: Request) -> Response:
+    def submit_request(self, req: Request) -> Future[Response] | None:
+        """Queue one HTTP request on this trigger's own executor; never blocks.
+
+        Returns a future of the response, or None when a non-async trigger already holds
+        :data:`REQUEST_QUEUE_SIZE` requests waiting behind its running call: the caller waits for room and
+        tries again (the server's sender waits on the trigger's channel of 60). Requests still waiting when
+        the trigger stops (disable, delete, shutdown) answer 404 ``{error: "not found"}``.
+        """
+        assert self.request_pool is not None
+        with self._pending_lock:
+            if self.stopped:
+                return _done(_not_found())
+            if not self.record.run_async and self._pending > REQUEST_QUEUE_SIZE:
+                if not self._full_warned:
+                    self._full_warned = True
+                    log.warning("processing engine: request trigger %s (database %s) has %d requests waiting "
+                                "behind its running call; more requests to it wait for room (other triggers "
+                                "are not affected)", self.record.trigger_name, self.record.database,
+                                REQUEST_QUEUE_SIZE)
+                return None
+            self._pending += 1
+        outer: Future[Response] = Future()
+        try:
+            inner = self.request_pool.submit(self._request_job, req)
+        except RuntimeError:  # executor shut down: the trigger is stopping
+            self._request_finished()
+            return _done(_not_found())
+        inner.add_done_callback(lambda f: self._request_done(outer, f))
+        return outer
+
+    def _request_finished(self) -> None:
+        with self._pending_lock:
+            self._pending -= 1
+            if self._pending <= REQUEST_QUEUE_SIZE // 2:
+                self._full_warned = False
+
+    def _request_done(self, outer: Future[Response], inner: Future[Response]) -> None:
+        self._request_finished()
+        if outer.done():  # given up by its waiter (a cancelled asyncio wrapper)
+            return
+        if inner.cancelled():
+            outer.set_result(_not_found())
+        elif inner.exception() is not None:
+            outer.set_exception(inner.exception())  # type: ignore[arg-type]
+        else:
+            outer.set_result(inner.result())
+
+    def _request_job(self, req: Request) -> Response:
+        if self.stopped:
+            return _not_found()
         query = dict(req.query)
         headers = {k.lower(): v for k, v in req.headers.items() if k.lower() != "authorization"}
         body = req.body if req.method == "POST" else b""
-        positional = (query, headers, body, self._args())
-        if self.record.run_async:
-            result = self._request_call(positional)
-        else:
-            # One at a time; a request queued behind a stuck call gives up once the trigger is stopped
-            # (disable/delete/shutdown), so it never holds a server thread for a trigger that is gone.
-            while not self.request_lock.acquire(timeout=0.1):
-                if self.stopped:
-                    return Response(status=404, body=NOT_FOUND_BODY, content_type=None)
-            try:
-                if self.stopped:
-                    return Response(status=404, body=NOT_FOUND_BODY, content_type=None)
-                result = self._request_call(positional)
-            finally:
-                self.request_lock.release()
+        result = self._request_call((query, headers, body, self._args()))
         status, ctype, extra, payload = request_http_parts(result)
         return Response(status=status, body=payload, content_type=ctype, headers=extra)
 
@@ -260,7 +384,7 @@ class ProcessingEngine:
 
     def __init__(self, engine: Any, plugin_dir: Path | None, *, venv_dir: Path | None = None,
                  restrict_to: set[str] | frozenset[str] = frozenset({"wal", "schedule", "request"}),
-                 plugin_repo: str | None = None):
+                 plugin_repo: str | None = None, slow_call_warn_s: float = SLOW_CALL_WARN_S):
         self.engine = engine
         self.plugin_dir = Path(plugin_dir) if plugin_dir is not None else None
         self.venv_dir = Path(venv_dir) if venv_dir is not None else (
@@ -273,6 +397,9 @@ class ProcessingEngine:
         self._running: dict[tuple[str, str], TriggerRunner] = {}
         self._request_paths: dict[str, TriggerRunner] = {}
         self._started = False
+        self.slow_calls = SlowCallWatch(slow_call_warn_s)
+        self._watch_stop = threading.Event()
+        self._watch_thread: threading.Thread | None = None
         self._undo_venv: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------------------------------ lifecycle
@@ -294,6 +421,8 @@ class ProcessingEngine:
             if site not in sys.path:
                 sys.path.append(site)
         self._register_system_tables()
+        self._watch_thread = threading.Thread(target=self._watch, name="plugin-watch", daemon=True)
+        self._watch_thread.start()
         self.engine.add_flush_listener(self._on_flush, wants=self._wants_flush)
         for db, name, rec in self.engine.catalog.list_triggers():
             record = TriggerRecord.from_dict(db, rec)
@@ -312,9 +441,14 @@ class ProcessingEngine:
             runner.stop_event.set()
         for runner in runners:
             runner.stop()
+        self._watch_stop.set()
         if self._undo_venv is not None:
             self._undo_venv()
             self._undo_venv = None
+
+    def _watch(self) -> None:
+        while not self._watch_stop.wait(min(WATCH_INTERVAL_S, self.slow_calls.warn_after_s)):
+            self.slow_calls.check()
 
     # ------------------------------------------------------------------------------------------ logs
     def plugin_log(self, trigger_name: str, level: str, text: str) -> None:
@@ -452,7 +586,14 @@ class ProcessingEngine:
             runner.offer(batches)
 
     # ------------------------------------------------------------------------------------------ requests
-    def handle_engine_request(self, req: Request) -> Response:
+    def submit_engine_request(self, req: Request) -> Future[Response] | None:
+        """``/api/v3/engine/<path>`` (GET/POST) without blocking: the future of its response, or None while
+        that trigger's queue is full (wait and call again; a client that has gone should stop trying).
+
+        The plugin runs on its trigger's own thread (:meth:`TriggerRunner.submit_request`), so a transport
+        awaits the future holding none of its own threads. Unknown paths, stopped triggers and triggers of
+        deleted databases answer 404 ``{error: "not found"}`` at once.
+        """
         path = req.path[len(ENGINE_PREFIX):] if req.path.startswith(ENGINE_PREFIX) else req.path
         with self._lock:
             runner = self._request_paths.get(path)
@@ -460,8 +601,16 @@ class ProcessingEngine:
             self._stop_runner(runner)
             runner = None
         if runner is None or runner.stopped:
-            return Response(status=404, body=NOT_FOUND_BODY, content_type=None)
-        return runner.handle_request(req)
+            return _done(_not_found())
+        return runner.submit_request(req)
+
+    def handle_engine_request(self, req: Request) -> Response:
+        """Blocking form of :meth:`submit_engine_request` (waits for room and for the response)."""
+        while True:
+            fut = self.submit_engine_request(req)
+            if fut is not None:
+                return fut.result()
+            time.sleep(0.05)
 
     # ------------------------------------------------------------------------------------------ dry runs
     def dry_run(self, *, filename: str, database: str, kind: PluginKind, positional: tuple[Any, ...],
