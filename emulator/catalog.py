@@ -64,8 +64,11 @@ def too_many_dbs_text() -> str:
     return f"Adding a new database would exceed limit of {NUM_DBS_LIMIT} databases"
 
 
-def too_many_tables_text() -> str:
-    return f"Update to schema would exceed number of tables limit of {NUM_TABLES_LIMIT} tables"
+def too_many_tables_text(current: int) -> str:
+    """The table-limit error; ``current`` = live tables of all user databases (influxdb3_catalog ``error.rs``
+    ``TooManyTables``, v3.10.1; the count is catalog-wide: limits.rs)."""
+    return ("Update to schema would exceed number of tables limit: attempted to create table but already have "
+            f"{current} table(s) (limit: {NUM_TABLES_LIMIT})")
 
 
 def too_many_columns_text() -> str:
@@ -145,7 +148,9 @@ class TableDef:
 
     @property
     def num_columns(self) -> int:
-        return len(self.tags) + len(self.fields) + 1
+        """Tag and field columns: what the per-table limit counts (the v3 catalog exempts ``time``;
+        influxdb3/tests/server/limits.rs, v3.10.1)."""
+        return len(self.tags) + len(self.fields)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -291,6 +296,12 @@ class Catalog:
         with self.lock:
             return [d for d in self._dbs.values() if include_deleted or not d.deleted]
 
+    def live_table_count(self) -> int:
+        """Live tables of live user databases: what the table limit counts (``_internal`` and soft-deleted
+        databases and tables excluded; influxdb3_catalog v3 ``current_usage``)."""
+        with self.lock:
+            return sum(len(d.tables) for d in self._dbs.values() if not d.deleted and d.name != INTERNAL_DB)
+
     def _user_db_count(self) -> int:
         return sum(1 for d in self._dbs.values() if not d.deleted and d.name != INTERNAL_DB)
 
@@ -353,8 +364,9 @@ class Catalog:
     def new_table(self, db: DatabaseDef, name: str) -> TableDef:
         """Add an empty table to ``db`` (limit checked); the caller saves."""
         with self.lock:
-            if len(db.tables) >= NUM_TABLES_LIMIT:
-                raise SchemaError(too_many_tables_text())
+            current = self.live_table_count()
+            if current >= NUM_TABLES_LIMIT:
+                raise SchemaError(too_many_tables_text(current))
             t = TableDef(id=db.next_table_id, name=name)
             db.next_table_id += 1
             db.tables[name] = t
@@ -371,7 +383,7 @@ class Catalog:
                 dup = next((n for n in names if n == TIME_COLUMN or names.count(n) > 1), "")
                 raise text_error(400, f"'{dup}' is a reserved column" if dup == TIME_COLUMN
                                  else f"duplicate column name: {dup}")
-            if len(names) + 1 > NUM_COLUMNS_PER_TABLE_LIMIT:
+            if len(names) > NUM_COLUMNS_PER_TABLE_LIMIT:  # ``time`` is not counted
                 raise json_error(422, too_many_columns_text())
             try:
                 t = self.new_table(db, table)

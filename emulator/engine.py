@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import logging
 import operator
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +155,7 @@ class _TableTxn:
 
     @property
     def num_columns(self) -> int:
-        return len(self.tags) + len(self.fields) + 1
+        return len(self.tags) + len(self.fields)  # ``time`` is not counted (v3 catalog)
 
     def check_line(self, line: ParsedLine) -> None:
         """Validate one line and add its new columns; on failure nothing of this line stays."""
@@ -188,6 +190,13 @@ class _TableTxn:
                     raise _LineRejected(too_many_columns_text())
                 fields[name] = ftype
                 added_fields.append(name)
+            if isinstance(line.fields, lineprotocol.DuplicateFields):
+                # the server checks a repeated field's type against its column first, then rejects the repeat
+                for name, (ftype, _value) in line.fields.duplicates():
+                    existing = fields[name]
+                    if existing != ftype:
+                        raise _LineRejected(invalid_column_type_text(name, existing, ftype))
+                    raise _LineRejected(f"invalid line protocol - multiple instances of '{name}' field found")
         except _LineRejected:
             for key in added_tags:
                 self.tags.remove(key)
@@ -198,18 +207,20 @@ class _TableTxn:
 
 
 
-def _table_txn(tables: dict[str, _TableTxn], db: DatabaseDef | None, measurement: str) -> _TableTxn:
-    """The request's transaction for ``measurement``, opened on first use. Raises _LineRejected when
-    the table is new and the database already holds the table limit (its tables plus this request's new ones)."""
+def _table_txn(tables: dict[str, _TableTxn], db: DatabaseDef | None, measurement: str, live_tables: int) -> _TableTxn:
+    """The request's transaction for ``measurement``, opened on first use. Raises _LineRejected when the
+    table is new and the catalog already holds the table limit: ``live_tables`` (every user database's
+    live tables when the request began) plus this request's new ones."""
     tt = tables.get(measurement)
     if tt is None:
         base = None if db is None else db.tables.get(measurement)
         if base is None:
-            existing = 0 if db is None else len(db.tables)
-            if existing + sum(1 for t in tables.values() if t.base is None) >= NUM_TABLES_LIMIT:
-                raise _LineRejected(too_many_tables_text())
+            current = live_tables + sum(1 for t in tables.values() if t.base is None)
+            if current >= NUM_TABLES_LIMIT:
+                raise _LineRejected(too_many_tables_text(current))
         tt = tables[measurement] = _TableTxn(measurement, base)
     return tt
+
 
 class _ShapeProbe:
     """A line of a parsed shape as ``_TableTxn.check_line`` reads it (column names and types only)."""
@@ -243,6 +254,58 @@ class _TableGetter:
             cutoff = time.time_ns() - self.retention_ns
             table = table.filter(pc.greater_equal(table.column(TIME_COLUMN).cast(pa.int64()), cutoff))
         return table
+
+
+#: the catalog's default wait between a soft delete and the hard delete (influxdb3_catalog
+#: ``Catalog::DEFAULT_HARD_DELETE_DURATION``: 72 hours)
+DEFAULT_HARD_DELETE_S = 72 * 3600
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:([Zz])|([+-])(\d{2}):(\d{2}))")
+
+
+def _parse_rfc3339(text: str) -> float:
+    """Seconds since the epoch of an RFC 3339 timestamp; ValueError with chrono's ``ParseError`` text."""
+    m = _RFC3339.match(text)
+    if m is None:
+        prefix = re.match(r"[\d\-:.TtZz+ ]*", text)
+        if prefix is not None and prefix.end() == len(text):
+            raise ValueError("premature end of input")
+        raise ValueError("input contains invalid characters")
+    if m.end() != len(text):
+        raise ValueError("trailing input")
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    frac = float(m.group(7) or 0)
+    offset = 0
+    if m.group(9):
+        offset = (int(m.group(10)) * 60 + int(m.group(11))) * 60 * (-1 if m.group(9) == "-" else 1)
+    try:
+        dt = datetime(year, month, day, hour, minute, min(second, 59), tzinfo=UTC)
+    except ValueError:
+        raise ValueError("input is out of range") from None
+    return dt.timestamp() + frac - offset
+
+
+def resolve_hard_delete(text: str | None, now: float | None = None) -> str | None:
+    """The hard-deletion time a soft delete stores, as RFC 3339 (UTC, seconds), or None for ``never``.
+
+    ``text`` is the ``hard_delete_at`` query value: absent or ``default`` = now + 72 h, ``now``, ``never``,
+    else an RFC 3339 timestamp, a past one meaning now (influxdb3_server ``http.rs`` ``delete_database`` /
+    ``delete_table``; configure.rs ``api_v3_configure_table_delete_with_past_timestamp_becomes_now``).
+    Raises ApiError 400 ``Cannot parse the timestamp: <chrono text>`` (plain text) for anything else.
+    """
+    now = time.time() if now is None else now
+    if text is None or text == "default":
+        when = now + DEFAULT_HARD_DELETE_S
+    elif text == "never":
+        return None
+    elif text == "now":
+        when = now
+    else:
+        try:
+            when = max(_parse_rfc3339(text), now)
+        except ValueError as exc:
+            raise text_error(400, f"Cannot parse the timestamp: {exc}") from None
+    return datetime.fromtimestamp(int(when), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_retention(text: str) -> int:
@@ -421,20 +484,30 @@ class Engine:
         with self.catalog.lock:
             db = self.catalog.get_db(db_name)
             tables: dict[str, _TableTxn] = {}
+            live_tables = self.catalog.live_table_count()
             shapes: dict[tuple[Any, ...], tuple[_TableTxn, tuple[str, ...]] | str] = {}
             written = 0
             for line in parsed:
                 fv = line.fields.values()
                 key = (line.measurement, *line.tags, "", *line.fields, *map(_first, fv))
+                if isinstance(line.fields, lineprotocol.DuplicateFields):
+                    key += ("", *(f"{k}={t}" for k, (t, _v) in line.fields.items_in_order))
                 shape = shapes.get(key)
                 if shape is None:
                     try:
-                        tt = _table_txn(tables, db, line.measurement)
+                        tt = _table_txn(tables, db, line.measurement, live_tables)
                         tt.check_line(line)
                     except _LineRejected as rej:
                         shape = shapes[key] = rej.message
                     else:
                         shape = shapes[key] = (tt, (*line.tags, *line.fields, TIME_COLUMN))
+                if not isinstance(shape, str) and not lineprotocol.I64_MIN <= line.time_ns <= lineprotocol.I64_MAX:
+                    out_of_range = lineprotocol.time_out_of_range(line)
+                    if out_of_range is not None:
+                        errors.append(LineError.for_line(line.line_number, line.raw, out_of_range))
+                        if not accept_partial:
+                            return [], errors, 0
+                        continue
                 if isinstance(shape, str):
                     errors.append(LineError.for_line(line.line_number, line.raw, shape))
                     if not accept_partial:
@@ -457,10 +530,11 @@ class Engine:
         with self.catalog.lock:
             db = self.catalog.get_db(db_name)
             tables: dict[str, _TableTxn] = {}
+            live_tables = self.catalog.live_table_count()
             written = 0
             for shape in shapes:
                 try:
-                    tt = _table_txn(tables, db, shape.measurement)
+                    tt = _table_txn(tables, db, shape.measurement, live_tables)
                     tt.check_line(_ShapeProbe(shape))
                 except _LineRejected:
                     return None
@@ -690,7 +764,9 @@ class Engine:
             raise text_error(400, f"invalid retention period: {exc}") from None
 
     def delete_database(self, name: str, hard_delete_at: str | None = None) -> None:
-        db = self.catalog.soft_delete_database(name, hard_delete_at)
+        """Soft delete ``name``; ``hard_delete_at`` as :func:`resolve_hard_delete` (400 before any lookup)."""
+        when = resolve_hard_delete(hard_delete_at)
+        db = self.catalog.soft_delete_database(name, when)
         self.storage.drop_database(db.id)
 
     def create_table(self, db: str, table: str, tags: list[str], fields: list[dict[str, Any]]) -> None:
@@ -704,6 +780,8 @@ class Engine:
         self.catalog.create_table(db, table, list(tags), pairs)
 
     def delete_table(self, db: str, table: str, hard_delete_at: str | None = None) -> None:
+        """Soft delete ``db.table``; ``hard_delete_at`` as :func:`resolve_hard_delete` (400 before any lookup)."""
+        hard_delete_at = resolve_hard_delete(hard_delete_at)
         d = self.catalog.get_db(db)
         if d is None:
             raise not_found(db)

@@ -14,7 +14,9 @@ The grammar and messages follow the ``influxdb_line_protocol`` crate that Influx
 * separators are single or repeated spaces only (a tab is not one); anything left over is
   ``Could not parse entire line. Found trailing content: `…```, so a trailing space after the
   fields or a CR of a CRLF line end is an error, exactly as on the server;
-* timestamps are scaled by the precision with i64 wrap-around (the server's unchecked multiply).
+* timestamps are scaled by the precision without wrapping: a product outside i64 stays as the Python
+  int, and the engine rejects that line ``timestamp, <ts>, out of range for precision: <P>`` (the
+  server's checked multiply since 3.6, influxdb3_types ``Precision::to_nanos``).
 
 Line numbers are the 1-based ordinal of the non-empty (non-blank, non-comment) line, as the
 server's write validator enumerates parser results. For a parse error ``original_line`` is the
@@ -142,17 +144,27 @@ def _auto_unit(ts: int) -> str:
 
 
 def to_nanoseconds(ts: int, unit: str) -> int:
-    """Convert a line timestamp in ``unit`` (``auto`` allowed) to nanoseconds."""
+    """Convert a line timestamp in ``unit`` (``auto`` allowed) to nanoseconds; the result may lie outside
+    i64 (see :func:`time_out_of_range`)."""
     if unit == "auto":
         unit = _auto_unit(ts)
-    return _wrap_i64(ts * _MULTIPLIER[unit])
+    return ts * _MULTIPLIER[unit]
 
 
-def _wrap_i64(value: int) -> int:
-    """Two's-complement wrap to i64, as the server's unchecked ``ts * multiplier`` (release build)."""
-    if I64_MIN <= value <= I64_MAX:
-        return value
-    return (value + 2**63) % 2**64 - 2**63
+_PRECISION_DEBUG = {1_000_000_000: "Second", 1_000_000: "Millisecond", 1_000: "Microsecond", 1: "Nanosecond"}
+
+
+def time_out_of_range(line: ParsedLine) -> str | None:
+    """The server's error text when ``line``'s timestamp times its precision leaves i64, else None.
+
+    ``timestamp, <ts>, out of range for precision: <Second|Millisecond|Microsecond>`` (influxdb3_types
+    ``write.rs`` ``Precision::to_nanos``, checked since 3.6). ``auto`` never overflows: it picks ns for
+    large values.
+    """
+    if I64_MIN <= line.time_ns <= I64_MAX or not line.timestamp:
+        return None
+    name = _PRECISION_DEBUG.get(abs(line.time_ns // line.timestamp), "Auto")
+    return f"timestamp, {line.timestamp}, out of range for precision: {name}"
 
 
 # --- results ---------------------------------------------------------------------------------
@@ -220,7 +232,8 @@ def display_line(line: ParsedLine) -> str:
     for key, value in line.tags.items():
         out.append(f",{_escape(key, ',= ')}={_escape(value, ',= ')}")
     out.append(" ")
-    out.append(",".join(f"{_escape(k, ',= ')}={_display_value(t, v)}" for k, (t, v) in line.fields.items()))
+    items = line.fields.items_in_order if isinstance(line.fields, DuplicateFields) else line.fields.items()
+    out.append(",".join(f"{_escape(k, ',= ')}={_display_value(t, v)}" for k, (t, v) in items))
     if line.timestamp is not None:
         out.append(f" {line.timestamp}")
     return "".join(out)
@@ -466,6 +479,39 @@ def _one_field(s: str, pos: int) -> tuple[str, FieldValue, int]:
     return key, value, pos
 
 
+class DuplicateFields(dict):
+    """The field set of a line that names a field more than once: the dict holds each key's FIRST value
+    (the column the server creates), ``items_in_order`` every ``(key, value)`` as written. The engine
+    rejects such a line (influxdb3_write ``validator.rs``: ``invalid line protocol - multiple instances
+    of '<f>' field found``; write.rs ``duplicate_field_names_should_fail``)."""
+
+    items_in_order: list[tuple[str, FieldValue]]
+
+    def duplicates(self) -> list[tuple[str, FieldValue]]:
+        """The repeated ``(key, value)`` pairs, in input order (first occurrences excluded)."""
+        seen: set[str] = set()
+        out = []
+        for key, value in self.items_in_order:
+            if key in seen:
+                out.append((key, value))
+            seen.add(key)
+        return out
+
+
+def _add_field(fields: dict[str, FieldValue], key: str, value: FieldValue) -> dict[str, FieldValue]:
+    if key not in fields:
+        fields[key] = value
+        if isinstance(fields, DuplicateFields):
+            fields.items_in_order.append((key, value))
+        return fields
+    if not isinstance(fields, DuplicateFields):
+        dup = DuplicateFields(fields)
+        dup.items_in_order = list(fields.items())
+        fields = dup
+    fields.items_in_order.append((key, value))
+    return fields
+
+
 def _field_set(s: str, pos: int) -> tuple[dict[str, FieldValue], int]:
     """``parameterized_separated_list1`` over fields, with its exact stopping positions."""
     fields: dict[str, FieldValue] = {}
@@ -483,13 +529,13 @@ def _field_set(s: str, pos: int) -> tuple[dict[str, FieldValue], int]:
         key, value, pos = _one_field(s, pos)
     except _Soft:
         return fields, pos
-    fields[key] = value
+    fields = _add_field(fields, key, value)
     while pos < n and s[pos] == ",":
         try:
             key, value, nxt = _one_field(s, pos + 1)
         except _Soft:
             return fields, pos
-        fields[key] = value
+        fields = _add_field(fields, key, value)
         pos = nxt
     return fields, pos
 
@@ -875,8 +921,6 @@ def _parse_body(body: str, multiplier: int, default_time_ns: int) -> tuple[list[
                     if fields is not None:
                         ts = int(ts_text)
                         time_ns = ts * (multiplier or _MULTIPLIER[_auto_unit(ts)])
-                        if time_ns > I64_MAX:
-                            time_ns = _wrap_i64(time_ns)
                         append(
                             _new_line(ParsedLine, (series[0], series[1].copy(), fields, time_ns, ordinal, ts))
                         )
@@ -902,9 +946,9 @@ def _parse_body(body: str, multiplier: int, default_time_ns: int) -> tuple[list[
         if ts is None:
             time_ns = default_time_ns
         elif multiplier:
-            time_ns = _wrap_i64(ts * multiplier)
+            time_ns = ts * multiplier
         else:
-            time_ns = _wrap_i64(ts * _MULTIPLIER[_auto_unit(ts)])
+            time_ns = ts * _MULTIPLIER[_auto_unit(ts)]
         append(_new_line(ParsedLine, (measurement, tags, fields, time_ns, ordinal, ts)))
     return parsed, errors
 
@@ -1094,9 +1138,9 @@ def _parse_template(body: str, multiplier: int, default_time_ns: int) -> Columna
         if multiplier == 1:
             times = tuple(timestamps)
         elif multiplier:
+            if max(hi, -min(timestamps)) * multiplier > I64_MAX:
+                return None  # out of range for the precision: the exact path rejects those lines
             times = tuple([t * multiplier for t in timestamps])
-            if hi * multiplier > I64_MAX:
-                times = tuple(map(_wrap_i64, times))
         else:
             times = tuple([to_nanoseconds(t, "auto") for t in timestamps])
     else:

@@ -56,10 +56,11 @@ RowGroup = tuple[Any, ...]
 
 
 def arrow_schema(tdef: TableDef) -> pa.Schema:
-    """The table's Arrow schema, columns in alphabetical order."""
+    """The table's Arrow schema, columns in alphabetical order; ``time`` is not nullable (information_schema
+    says `NO` for it on the server: write.rs `test_table_creation_with_special_characters…` snapshot)."""
     cols: list[pa.Field] = [pa.field(t, TAG_TYPE) for t in tdef.tags]
     cols.extend(pa.field(n, FIELD_ARROW_TYPES[ft]) for n, ft in tdef.fields.items())
-    cols.append(pa.field(TIME_COLUMN, TIME_TYPE))
+    cols.append(pa.field(TIME_COLUMN, TIME_TYPE, nullable=False))  # the server's time column is NOT NULL
     cols.sort(key=lambda f: f.name)
     return pa.schema(cols)
 

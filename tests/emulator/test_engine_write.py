@@ -176,8 +176,8 @@ def test_engine_write_database_limit(engine: Engine) -> None:
 
 
 def test_engine_write_column_limit(engine: Engine) -> None:
-    fields = ",".join(f"f{i}=1i" for i in range(498))
-    out = engine.write_lp("db1", f"wide,t=a {fields} 1", precision="s")  # 1 tag + 498 fields + time = 500
+    fields = ",".join(f"f{i}=1i" for i in range(499))
+    out = engine.write_lp("db1", f"wide,t=a {fields} 1", precision="s")  # 1 tag + 499 fields = 500 (time not counted)
     assert (out.lines_written, out.errors) == (1, [])
     out = engine.write_lp("db1", "wide,t=a extra=1i 2", precision="s")
     assert out.lines_written == 0
@@ -189,7 +189,8 @@ def test_engine_write_column_limit(engine: Engine) -> None:
 def test_engine_write_table_limit_on_both_write_paths(engine: Engine) -> None:
     body = "\n".join(f"t{i} f=1i 1" for i in range(1999))  # mixed shapes: the exact path
     assert engine.write_lp("db1", body, precision="s").lines_written == 1999
-    limit_text = "Update to schema would exceed number of tables limit of 2000 tables"
+    limit_text = ("Update to schema would exceed number of tables limit: attempted to create table but already "
+                  "have 2000 table(s) (limit: 2000)")
     # the 2000th table in one request with a line for an existing table: partial write, exact per-line error
     out = engine.write_lp("db1", "t0 f=2i 2\nnew1 f=1i 2\nnew2 f=1i 2", precision="s")
     assert out.lines_written == 2
@@ -199,6 +200,11 @@ def test_engine_write_table_limit_on_both_write_paths(engine: Engine) -> None:
     assert out.lines_written == 0
     assert [(e.line_number, e.error_message) for e in out.errors] == [(1, limit_text), (2, limit_text)]
     assert engine.write_lp("db1", "new1 f=3i 3", precision="s").lines_written == 1  # existing tables still write
+    # the limit is catalog-wide (influxdb3/tests/server/limits.rs): another database cannot add one either
+    out = engine.write_lp("db2", "other f=1i 1", precision="s")
+    assert [e.error_message for e in out.errors] == [limit_text]
+    engine.delete_table("db1", "t0")  # soft-deleted tables do not count
+    assert engine.write_lp("db2", "other f=1i 1", precision="s").lines_written == 1
 
 
 def test_engine_write_no_sync_false_waits_for_flush(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from emulator.lineprotocol import (
     PrecisionError,
     normalize_precision,
     parse_lines,
+    time_out_of_range,
     to_nanoseconds,
     truncate_original_line,
 )
@@ -248,10 +249,15 @@ def test_lineprotocol_explicit_precisions(word, factor):
     assert one("m f=1 7", precision=word).time_ns == 7 * factor
 
 
-def test_lineprotocol_precision_overflow_wraps_like_the_server():
-    # the server multiplies without overflow checks (i64 wraps in a release build)
-    assert one("m f=1 10000000000000", precision="s").time_ns == (10**22 + 2**63) % 2**64 - 2**63
-    assert one("m f=1 -10000000000000", precision="s").time_ns == (-(10**22) + 2**63) % 2**64 - 2**63
+def test_lineprotocol_precision_overflow_is_out_of_range_not_wrapped():
+    # the server multiplies with an overflow check since 3.6 (influxdb3_types Precision::to_nanos)
+    line = one("m f=1 10000000000000", precision="s")
+    assert line.time_ns == 10**22
+    assert time_out_of_range(line) == "timestamp, 10000000000000, out of range for precision: Second"
+    line = one("m f=1 -10000000000000", precision="ms")
+    assert time_out_of_range(line) == "timestamp, -10000000000000, out of range for precision: Millisecond"
+    assert time_out_of_range(one("m f=1 9223372036854775807", precision="ns")) is None
+    assert time_out_of_range(one("m f=1 9223372036854775", precision="us")) is None
 
 
 def test_lineprotocol_precision_words():
@@ -447,9 +453,12 @@ def test_lineprotocol_restores_garbage_collector_state():
         gc.enable()
 
 
-def test_lineprotocol_duplicate_field_keys_keep_one_value():
-    # the parser accepts them; the last value wins in the row (first position kept)
-    assert one("m a=1i,b=2i,a=3i 1").fields == {"a": ("int64", 3), "b": ("int64", 2)}
+def test_lineprotocol_duplicate_field_keys_are_kept_for_the_validator():
+    # the parser accepts them; the write validator rejects the line naming the field (validator.rs)
+    line = one("m a=1i,b=2i,a=3i 1")
+    assert line.fields == {"a": ("int64", 1), "b": ("int64", 2)}
+    assert line.fields.duplicates() == [("a", ("int64", 3))]
+    assert line.raw == "m a=1i,b=2i,a=3i 1"
 
 
 # --- fast path for quoted string fields (no backslash) ----------------------------------------
@@ -485,8 +494,9 @@ def test_lineprotocol_quoted_fast_path_values():
     )
     assert [line.fields for line in ok] == [
         {"f": ("utf8", "a b,c=d"), "g": ("int64", 1), "e": ("utf8", ""), "x": ("utf8", "#")},
-        {"s": ("utf8", "y")},
+        {"s": ("utf8", "x")},  # the repeat is kept aside for the validator, which rejects the line
     ]
+    assert ok[1].fields.duplicates() == [("s", ("utf8", "y"))]
     assert [(e.line_number, e.error_message) for e in errors] == [
         (2, "Could not parse entire line. Found trailing content: ` `"),
         (3, "Could not parse entire line. Found trailing content: `y 1`"),
