@@ -219,7 +219,9 @@ class InProcessServer:
         self.pe = load_processing(self.engine, cfg)
         engine_handler = None
         if self.pe is not None:
-            routes.update(self.pe.routes())
+            from emulator.http.processing_routes import build_routes
+
+            routes.update(build_routes(self.pe))
             self.pe.start()
             engine_handler = self.pe.handle_engine_request
         self.http = HttpServer(cfg, routes, tokens=tokens, engine_handler=engine_handler,
