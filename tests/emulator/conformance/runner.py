@@ -248,7 +248,6 @@ class InProcessServer:
             self.pe.stop()
         self.engine.close()
         self.http.pool.shutdown(wait=False, cancel_futures=True)
-        self.http.engine_pool.shutdown(wait=False, cancel_futures=True)
         self._tmp.cleanup()
 
 
