@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TextIO
 
 from provisioning.client import InfluxClient
-from provisioning.errors import ApiError, AuthError, ProvisioningError, ServerUnavailable
+from provisioning.errors import ApiError, AuthError, ProvisioningError, ServerUnavailable, TriggerConfigError
+from provisioning.freshness import NO_FILE_VALUES, FreshnessConfig, load_freshness
 from provisioning.schema import COLUMNS_SQL, TABLES, compare_schema
 from provisioning.settings import Settings, load_environment
 from provisioning.triggers import (
@@ -194,6 +195,17 @@ class Provisioner:
             self.apply_step(step)
 
 
+def load_declarations(settings: Settings, env: dict[str, str]
+                      ) -> tuple[FreshnessConfig | None, list[TriggerDecl], list[TriggerConfigError]]:
+    """freshness.toml (validated; None without the file) and the triggers it feeds. FRESHNESS_REPOS and
+    FRESHNESS_SOURCES are always set here, never taken from the environment, so only a validated file reaches
+    the trigger arguments. Raises ProvisioningError (one line) for a bad freshness.toml."""
+    freshness = load_freshness(settings.freshness_file, env, settings.plugin_dir)
+    env = {**env, **(freshness.trigger_values() if freshness else NO_FILE_VALUES)}
+    decls, errors = load_triggers(settings.triggers_file, env)
+    return freshness, decls, errors
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m provisioning",
@@ -203,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
     p.add_argument("--prune", action="store_true", help="delete live triggers that triggers.toml does not declare")
     p.add_argument("--triggers-file", help="triggers TOML (default: PROVISION_TRIGGERS_FILE or the packaged one)")
+    p.add_argument("--freshness-file",
+                   help="sources to compare (default: PROVISION_FRESHNESS_FILE or provisioning/freshness.toml)")
     p.add_argument("--env-file", help="dotenv file to read (default: PROVISION_ENV_FILE or ./.env)")
     return p
 
@@ -218,13 +232,18 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         env = load_environment(environ, Path(args.env_file) if args.env_file else None)
         if args.triggers_file:
             env["PROVISION_TRIGGERS_FILE"] = args.triggers_file
+        if args.freshness_file:
+            env["PROVISION_FRESHNESS_FILE"] = args.freshness_file
         settings = Settings.from_env(env)
-        decls, errors = load_triggers(settings.triggers_file, env)
+        freshness, decls, errors = load_declarations(settings, env)
         for e in errors:
             report.fail(str(e))
         if errors:
             report.info(f"{len(errors)} trigger(s) in {settings.triggers_file} cannot work; nothing was changed")
             return 1
+        if freshness:
+            report.info(f"freshness: {len(freshness.sources)} source(s), {len(freshness.repos)} repositories "
+                        f"from {freshness.path}")
         report.info(
             f"provisioning {settings.host_url} database {settings.database} "
             f"({len(decls)} triggers from {settings.triggers_file}){' [dry run]' if args.dry_run else ''}"

@@ -1,4 +1,4 @@
-"""The four tables of DESIGN.md with their tags and field types, and a check of a live schema against them.
+"""The tables of DESIGN.md with their tags and field types, and a check of a live schema against them.
 
 Tables are created before any trigger because a ``table:gh`` trigger needs its table on the real server.
 """
@@ -37,12 +37,20 @@ TABLES: tuple[TableSchema, ...] = (
         "integration_status",
         ("repo", "source_name"),
         (("days_since_ingestion", INT), ("prs_since_ingestion", INT), ("lines_since_ingestion", INT),
-         ("needs_update", INT), ("severity_threshold", INT)),
+         ("files_changed", INT), ("pages_changed", INT), ("needs_update", INT), ("severity_threshold", INT),
+         ("status", STR)),
     ),
     TableSchema(
         "documentation_alert",
         ("repo", "source_name", "severity"),
         (("message", STR), ("lines_changed", INT), ("days_since_ingestion", INT)),
+    ),
+    # One row per changed page of a source and repository at each evaluation that found changes (time =
+    # evaluation time, as its integration_status row): what the Grafana "Stale pages" panel shows.
+    TableSchema(
+        "stale_page",
+        ("source_name", "repo", "page"),
+        (("lines_changed", INT), ("pr_count", INT), ("pr_numbers", STR), ("last_merged_at", STR)),
     ),
 )
 

@@ -23,6 +23,8 @@ DEFAULT_WAIT_SECONDS = 60.0
 DEFAULT_PACKAGES = ("requests",)
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_TRIGGERS_FILE = PACKAGE_DIR / "triggers.toml"
+DEFAULT_FRESHNESS_FILE = PACKAGE_DIR / "freshness.toml"
+DEFAULT_PLUGIN_DIR = PACKAGE_DIR.parent / "plugins"
 
 
 def load_environment(environ: Mapping[str, str] | None = None, dotenv_path: Path | None = None) -> dict[str, str]:
@@ -68,6 +70,8 @@ class Settings:
     wait_seconds: float = DEFAULT_WAIT_SECONDS
     triggers_file: Path = DEFAULT_TRIGGERS_FILE
     packages: tuple[str, ...] = DEFAULT_PACKAGES
+    freshness_file: Path = DEFAULT_FRESHNESS_FILE
+    plugin_dir: Path = DEFAULT_PLUGIN_DIR
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -95,6 +99,8 @@ class Settings:
         packages = DEFAULT_PACKAGES if packages_raw is None else tuple(packages_raw.replace(",", " ").split())
 
         triggers_raw = env.get("PROVISION_TRIGGERS_FILE", "").strip()
+        freshness_raw = env.get("PROVISION_FRESHNESS_FILE", "").strip()
+        plugin_dir_raw = env.get("PROVISION_PLUGIN_DIR", "").strip()
         return cls(
             host_url=host_url.rstrip("/"),
             database=env.get("INFLUXDB3_DATABASE", "").strip() or DEFAULT_DATABASE,
@@ -102,5 +108,7 @@ class Settings:
             wait_seconds=wait_seconds,
             triggers_file=Path(triggers_raw) if triggers_raw else DEFAULT_TRIGGERS_FILE,
             packages=packages,
+            freshness_file=Path(freshness_raw) if freshness_raw else DEFAULT_FRESHNESS_FILE,
+            plugin_dir=Path(plugin_dir_raw) if plugin_dir_raw else DEFAULT_PLUGIN_DIR,
             env=dict(env),
         )

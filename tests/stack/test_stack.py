@@ -1,5 +1,6 @@
 """make run's flow on the embedded engine with the fake GitHub and Kapa: provisioning (twice), both endpoints,
-PRs landing in gh, integration_status and exactly one alert, and the six triggers; plus make demo itself."""
+PRs landing in gh, integration_status and exactly one alert, and the seven triggers; freshness.toml through the
+trigger API to request:freshness; plus make demo itself."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import pytest
 import requests
 
 from provisioning.cli import main as provision
+from provisioning.freshness import load_freshness
 from tests.fakes.github import FakeGitHub
 from tests.fakes.kapa import FakeKapa
 from tests.fakes.sample import DEMO_BASE, DEMO_PROJECT, DEMO_REPO, DEMO_SOURCE, populate_github, populate_kapa
@@ -27,13 +29,14 @@ from tests.support import ServerProcess, free_port, start_server
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE_S = 30.0
-SIX = {
+SEVEN = {
     "github_pr_endpoint": '{"request_path":{"path":"github_prs"}}',
     "github_pr_monitor": '{"every":{"duration":{"secs":3600,"nanos":0}}}',
     "kapa_sources_endpoint": '{"request_path":{"path":"kapa_sources"}}',
     "kapa_sources_monitor": '{"every":{"duration":{"secs":21600,"nanos":0}}}',
     "gh_kapa_monitor": '{"single_table_wal_write":{"table_name":"gh"}}',
     "docs_freshness_daily": '{"schedule":{"schedule":"0 0 8 * * *"}}',
+    "freshness_endpoint": '{"request_path":{"path":"freshness"}}',
 }
 
 
@@ -86,6 +89,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
                           extra_args=["--virtual-env-location", str(tmp / "venv")]) as srv:
             env = {
                 "PROVISION_ENV_FILE": str(tmp / "no.env"),
+                "PROVISION_FRESHNESS_FILE": str(tmp / "no-freshness.toml"),  # the single-source settings
                 "INFLUXDB3_HOST_URL": srv.url,
                 "INFLUXDB3_AUTH_TOKEN_FILE": str(tmp / "server" / "admin-token.json"),
                 "INFLUXDB3_PLUGIN_PACKAGES": "",
@@ -116,18 +120,19 @@ def test_stack_provision_twice_second_run_changes_nothing(stack: Stack):
         "created trigger kapa_sources_monitor (every:6h -> kapa_sources.py)",
         "created trigger gh_kapa_monitor (table:gh -> docs_freshness.py)",
         "created trigger docs_freshness_daily (cron:0 0 8 * * * -> docs_freshness.py)",
+        "created trigger freshness_endpoint (request:freshness -> docs_freshness.py)",
     ]
     rc, out, err = stack.provision()
     assert (rc, err) == (0, "")
     assert out.splitlines()[-1] == "no change: database, tables and triggers already as declared"
-    assert sum(line.endswith(": unchanged") for line in out.splitlines()) == 6
+    assert sum(line.endswith(": unchanged") for line in out.splitlines()) == 7
     assert stack.server.token not in out + err
 
 
-def test_stack_six_triggers_present(stack: Stack):
+def test_stack_seven_triggers_present(stack: Stack):
     rows = stack.sql("SELECT trigger_name, plugin_filename, trigger_specification, disabled "
                      "FROM system.processing_engine_triggers")
-    assert {r["trigger_name"]: r["trigger_specification"] for r in rows} == SIX
+    assert {r["trigger_name"]: r["trigger_specification"] for r in rows} == SEVEN
     assert all(r["disabled"] is False for r in rows)
     args = stack.sql("SELECT argument_key, argument_value FROM system.processing_engine_trigger_arguments "
                      "WHERE trigger_name = 'gh_kapa_monitor'")
@@ -143,6 +148,7 @@ def test_stack_changed_setting_replaces_only_affected_triggers_and_prune_removes
     assert [line for line in out.splitlines() if line.startswith("replaced")] == [
         "replaced trigger gh_kapa_monitor (arguments severity_threshold)",
         "replaced trigger docs_freshness_daily (arguments severity_threshold)",
+        "replaced trigger freshness_endpoint (arguments severity_threshold)",
     ]
     extra = tmp_path / "extra.toml"
     extra.write_text((ROOT / "provisioning" / "triggers.toml").read_text()
@@ -153,7 +159,7 @@ def test_stack_changed_setting_replaces_only_affected_triggers_and_prune_removes
     rc, out, _ = stack.provision("--prune")
     assert rc == 0 and "deleted trigger scratch (not declared)" in out.splitlines()
     names = {r["trigger_name"] for r in stack.sql("SELECT trigger_name FROM system.processing_engine_triggers")}
-    assert names == set(SIX)
+    assert names == set(SEVEN)
 
 
 def test_stack_bad_trigger_gives_one_clear_line_and_non_zero_exit(stack: Stack, tmp_path):
@@ -194,6 +200,73 @@ def test_stack_endpoints_collect_rows_and_alert_once(stack: Stack):
     assert len(alerts) == 1
     assert (alerts[0]["repo"], alerts[0]["source_name"]) == (DEMO_REPO, DEMO_SOURCE)
     assert alerts[0]["severity"] in ("info", "warning")
+
+
+def test_stack_freshness_file_reaches_the_triggers_and_the_endpoint(stack: Stack, tmp_path):
+    f = tmp_path / "freshness.toml"
+    f.write_text(f"""
+[[source]]
+kapa_source = "{DEMO_SOURCE}"
+repos = ["{DEMO_REPO}@{DEMO_BASE}"]
+paths = ["content/**"]
+exclude = ["**/*.png"]
+[source.pages]
+base_url = "https://docs.example.com/"
+strip_prefix = "content/"
+
+[[source]]
+kapa_source = "API reference"
+repos = ["{DEMO_REPO}@{DEMO_BASE}", "influxdata/openapi@main"]
+paths = ["api-docs/"]
+""")
+    rc, out, err = stack.provision(PROVISION_FRESHNESS_FILE=str(f))
+    assert (rc, err) == (0, "")
+    assert f"freshness: 2 source(s), 2 repositories from {f}" in out.splitlines()
+    assert [line for line in out.splitlines() if line.startswith("replaced")] == [
+        "replaced trigger github_pr_endpoint (arguments repos)",
+        "replaced trigger github_pr_monitor (arguments repos)",
+        "replaced trigger gh_kapa_monitor (arguments sources)",
+        "replaced trigger docs_freshness_daily (arguments sources)",
+        "replaced trigger freshness_endpoint (arguments sources)",
+    ]
+    # the arguments survive the HTTP trigger API unchanged (quotes, commas, slashes, @, spaces)
+    expected = load_freshness(f, stack.env, ROOT / "plugins").trigger_values()
+    args = {(a["trigger_name"], a["argument_key"]): a["argument_value"] for a in stack.sql(
+        "SELECT trigger_name, argument_key, argument_value FROM system.processing_engine_trigger_arguments "
+        "WHERE argument_key IN ('sources', 'repos')")}
+    assert args[("gh_kapa_monitor", "sources")] == expected["FRESHNESS_SOURCES"]
+    assert args[("freshness_endpoint", "sources")] == expected["FRESHNESS_SOURCES"]
+    assert args[("github_pr_monitor", "repos")] == f"{DEMO_REPO}@{DEMO_BASE} influxdata/openapi@main"
+
+    merged = (int(time.time()) - 60) * 1_000_000_000
+    lp = "\n".join([
+        f'gh,repo={DEMO_REPO},ref={DEMO_BASE},pr_number=9001 activity_type="pr_merge",lines=57i,additions=50i,'
+        f'deletions=7i,author="a",title="t",url="u" {merged}',
+        f'gh_file,repo={DEMO_REPO},ref={DEMO_BASE},pr_number=9001,path=content/x/_index.md additions=40i,'
+        f'deletions=5i,change_type="modified" {merged}',
+        f'gh_file,repo={DEMO_REPO},ref={DEMO_BASE},pr_number=9001,path=.github/ci.yml additions=10i,'
+        f'deletions=2i,change_type="modified" {merged}',
+    ])
+    r = stack.server.session.post(f"{stack.server.url}/api/v3/write_lp?db=aichat", data=lp, timeout=30)
+    assert r.status_code == 204, r.text
+    poll(lambda: stack.sql("SELECT * FROM integration_status WHERE source_name = 'API reference'"),
+         "a status row of the second source")
+    body = poll(lambda: (lambda b: b if any(p["page"] == "https://docs.example.com/x/" for p in
+                                            b["sources"][0]["pages"]) else None)(
+        stack.server.session.get(f"{stack.server.url}/api/v3/engine/freshness",
+                                 params={"source": DEMO_SOURCE}, timeout=30).json()), "the changed page")
+    (docs,) = body["sources"]
+    assert docs["source"] == DEMO_SOURCE and docs["repos"] == [f"{DEMO_REPO}@{DEMO_BASE}"]
+    page = next(p for p in docs["pages"] if p["page"] == "https://docs.example.com/x/")
+    assert (page["lines"], page["prs"], page["repo"]) == (45, [9001], DEMO_REPO)
+    r = stack.call("freshness", {"source": "API reference"})
+    assert r.status_code == 200 and [s["source"] for s in r.json()["sources"]] == ["API reference"]
+    r = stack.server.session.get(f"{stack.server.url}/api/v3/engine/freshness", params={"source": "Nope"})
+    assert (r.status_code, r.json()) == (404, {"status": "error", "message": (
+        f"unknown source 'Nope'; known sources: '{DEMO_SOURCE}', 'API reference'")})
+    # back to the single-source settings: the two arguments are removed again
+    rc, out, _ = stack.provision()
+    assert rc == 0 and sum(line.startswith("replaced") for line in out.splitlines()) == 5
 
 
 def test_stack_make_demo_serves_both_endpoints_and_stops_on_ctrl_c(tmp_path):

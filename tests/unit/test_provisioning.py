@@ -88,7 +88,7 @@ def test_specs_durations_match_humantime_units():
 
 
 # -- triggers.toml -----------------------------------------------------------------------------------------
-def test_triggers_packaged_file_declares_the_six_design_triggers():
+def test_triggers_packaged_file_declares_the_seven_design_triggers():
     decls, errors = load_triggers(DEFAULT_TRIGGERS_FILE, {"KAPA_PROJECT_ID": "p1"})
     assert errors == []
     assert {(d.name, d.spec, d.plugin) for d in decls} == {
@@ -98,6 +98,7 @@ def test_triggers_packaged_file_declares_the_six_design_triggers():
         ("kapa_sources_monitor", "every:6h", "kapa_sources.py"),
         ("gh_kapa_monitor", "table:gh", "docs_freshness.py"),
         ("docs_freshness_daily", "cron:0 0 8 * * *", "docs_freshness.py"),
+        ("freshness_endpoint", "request:freshness", "docs_freshness.py"),
     }
     by_name = {d.name: d for d in decls}
     assert by_name["github_pr_monitor"].arguments == {
