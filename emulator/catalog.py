@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from emulator.errors import ApiError, already_exists, json_error, not_found, text_error
+from emulator.errors import ApiError, DamagedFileError, already_exists, json_error, not_found, text_error
 
 INTERNAL_DB = "_internal"
 NUM_DBS_LIMIT = 5
@@ -244,7 +244,13 @@ class Catalog:
     # ------------------------------------------------------------------ persistence
     def _load(self) -> None:
         assert self.path is not None
-        obj = json.loads(self.path.read_text("utf-8"))
+        obj = read_json_file(self.path, dict)
+        try:
+            self._load_obj(obj)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DamagedFileError(self.path, 0, f"not a catalog: {type(exc).__name__} {exc}") from None
+
+    def _load_obj(self, obj: dict[str, Any]) -> None:
         self._dbs.clear()
         self._by_name.clear()
         for d in obj.get("databases", []):
@@ -475,6 +481,26 @@ class Catalog:
         with self.lock:
             self._extra[key] = copy.deepcopy(value)
             self.save()
+
+
+def read_json_file(path: Path, kind: type = dict) -> Any:
+    """The JSON value in ``path``; raises :class:`DamagedFileError` with the byte offset where it stops
+    being valid UTF-8 JSON of type ``kind`` (a truncated or overwritten file; they are written atomically,
+    so their contents were acknowledged)."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DamagedFileError(path, exc.start, "not UTF-8") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        offset = len(text[: exc.pos].encode("utf-8"))
+        reason = "file is empty" if not data else f"invalid JSON: {exc.msg}; the file has {len(data)} bytes"
+        raise DamagedFileError(path, offset, reason) from None
+    if not isinstance(obj, kind):
+        raise DamagedFileError(path, 0, f"not a JSON {'object' if kind is dict else kind.__name__}")
+    return obj
 
 
 def atomic_write(path: Path, data: bytes) -> None:

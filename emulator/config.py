@@ -54,6 +54,8 @@ class ServeConfig:
     wal_snapshot_size: int = DEFAULT_WAL_SNAPSHOT_SIZE
     gen1_duration_s: int = GEN1_DURATIONS["10m"]
     snapshotted_wal_files_to_keep: int = DEFAULT_SNAPSHOTTED_WAL_FILES_TO_KEEP
+    #: emulator only: move damaged data files aside at startup instead of stopping (README "Damaged data files")
+    repair_damaged_files: bool = False
 
     @property
     def http_bind(self) -> str:
@@ -194,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--wal-snapshot-size", dest="wal_snapshot_size")
     s.add_argument("--gen1-duration", dest="gen1_duration")
     s.add_argument("--snapshotted-wal-files-to-keep", dest="snapshotted_wal_files_to_keep")
+    s.add_argument("--repair-damaged-files", dest="repair_damaged_files", action="store_true", default=False,
+                   help="emulator only: move damaged WAL, catalog or snapshot files aside and start without them")
     s.add_argument(
         "--admin-token-recovery-http-bind",
         dest="admin_token_recovery_http_bind",
@@ -300,4 +304,5 @@ def parse_serve_args(argv: Sequence[str], env: Mapping[str, str] | None = None) 
         wal_snapshot_size=snapshot_size,
         gen1_duration_s=GEN1_DURATIONS[gen1_s],
         snapshotted_wal_files_to_keep=keep,
+        repair_damaged_files=ns.repair_damaged_files,
     )

@@ -31,6 +31,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from emulator import lineprotocol
 from emulator.catalog import (
@@ -47,11 +48,12 @@ from emulator.catalog import (
     too_many_tables_text,
     validate_db_name,
 )
-from emulator.errors import ApiError, DatabaseNotFound, json_error, not_found, text_error
+from emulator.errors import ApiError, DamagedFileError, DatabaseNotFound, json_error, not_found, text_error
 from emulator.lineprotocol import LineError, ParsedLine
 from emulator.query import QueryRunner, SystemTableProvider
 from emulator.storage import Storage, arrow_schema
 from emulator.wal import (
+    SetAside,
     SnapshotTracker,
     Wal,
     WalEntry,
@@ -59,6 +61,8 @@ from emulator.wal import (
     entries_time_range,
     entry_num_rows,
     entry_rows,
+    read_wal_file,
+    rows_text,
 )
 
 log = logging.getLogger(__name__)
@@ -308,6 +312,28 @@ def resolve_hard_delete(text: str | None, now: float | None = None) -> str | Non
     return datetime.fromtimestamp(int(when), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _parquet_rows(directory: Path) -> int | None:
+    """Rows in the Parquet files under ``directory`` (from their footers); None if some footer is unreadable."""
+    total = 0
+    for f in directory.rglob("*.parquet") if directory.exists() else ():
+        try:
+            total += pq.read_metadata(f).num_rows
+        except (OSError, pa.ArrowException):
+            return None
+    return total
+
+
+def _wal_rows(directory: Path) -> int | None:
+    """Rows in the readable frames of the WAL files under ``directory``; None if some file is damaged."""
+    total = 0
+    for f in sorted(directory.glob("*.wal")) if directory.exists() else ():
+        contents = read_wal_file(f, 0)
+        if contents.damage is not None:
+            return None
+        total += sum(entry_num_rows(e) for e in contents.entries)
+    return total
+
+
 def parse_retention(text: str) -> int:
     """A retention period (humantime 2.3 syntax, as the server parses it) in nanoseconds.
     Raises ValueError when the text is not a duration."""
@@ -321,19 +347,27 @@ class Engine:
 
     def __init__(self, data_dir: Path | None, *, wal_flush_interval: float = 1.0, node_id: str = "emulator",
                  snapshot_rows: int = 1_000_000, wal_snapshot_size: int = DEFAULT_WAL_SNAPSHOT_SIZE,
-                 gen1_duration_ns: int = DEFAULT_GEN1_DURATION_NS, snapshotted_wal_files_to_keep: int = 0):
+                 gen1_duration_ns: int = DEFAULT_GEN1_DURATION_NS, snapshotted_wal_files_to_keep: int = 0,
+                 repair_damaged_files: bool = False):
         """``wal_snapshot_size`` and ``gen1_duration_ns`` drive the snapshot tracker (the server's
         ``--wal-snapshot-size``, default 600, and ``--gen1-duration``, default 10m);
         ``snapshotted_wal_files_to_keep`` covered WAL files stay on disk after a snapshot (``serve`` passes
-        the server's ``--snapshotted-wal-files-to-keep``, default 300; the library default keeps none)."""
+        the server's ``--snapshotted-wal-files-to-keep``, default 300; the library default keeps none).
+
+        Damaged files (issue 9 item 7): a catalog, snapshot manifest or WAL file whose acknowledged
+        contents cannot be read raises :class:`emulator.errors.DamagedFileError` here or in :meth:`open`;
+        with ``repair_damaged_files`` the file is moved to ``<data_dir>/damaged/<time>/`` instead (with
+        the files that depend on it) and every row lost is logged with its count."""
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.wal_flush_interval = wal_flush_interval
         self.node_id = node_id
         self.snapshot_rows = snapshot_rows
         self.snapshotted_wal_files_to_keep = snapshotted_wal_files_to_keep
         self.tracker = SnapshotTracker(wal_snapshot_size, gen1_duration_ns)
-        self.catalog = Catalog(None if self.data_dir is None else self.data_dir / "catalog.json")
-        self.storage = Storage(self.data_dir)
+        self.repair_damaged_files = repair_damaged_files
+        self._set_aside = None if self.data_dir is None else SetAside(self.data_dir)
+        self.catalog = self._load_catalog()
+        self.storage = self._load_storage()
         self.wal = Wal(None)
         self.queries = QueryRunner()
         self._listeners: list[tuple[FlushListener, Callable[[str], bool] | None]] = []
@@ -355,7 +389,7 @@ class Engine:
             return
         if self.data_dir is not None:
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            self.wal = Wal(self.data_dir / "wal")
+            self.wal = Wal(self.data_dir / "wal", self._set_aside)
             # the snapshot may have removed every WAL file: number new ones above what it covers,
             # or replay would skip them as covered
             covered = self.storage.snapshot_sequence
@@ -401,10 +435,52 @@ class Engine:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _load_catalog(self) -> Catalog:
+        """The catalog; when it is damaged and repair is on, a new one, with every file that refers to the
+        old one's database and table ids (snapshot manifest, Parquet files, WAL) moved aside too."""
+        if self.data_dir is None:
+            return Catalog(None)
+        path = self.data_dir / "catalog.json"
+        try:
+            return Catalog(path)
+        except DamagedFileError as exc:
+            if not self.repair_damaged_files:
+                raise
+            damage = exc
+        assert self._set_aside is not None
+        parquet_rows = _parquet_rows(self.data_dir / "dbs")
+        wal_rows = _wal_rows(self.data_dir / "wal")
+        moved = self._set_aside.move(path)
+        for name in ("snapshots.json", "dbs", "wal"):
+            if (self.data_dir / name).exists():
+                self._set_aside.move(self.data_dir / name)
+        log.error("%s: moved to %s with snapshots.json, dbs/ and wal/ (they refer to its ids); starting with an "
+                  "empty catalog; lost its databases, tables, triggers and tokens, %s in Parquet files and %s "
+                  "in the WAL", damage, moved.parent, rows_text(parquet_rows), rows_text(wal_rows))
+        return Catalog(path)
+
+    def _load_storage(self) -> Storage:
+        """The snapshot manifest and buffers; when the manifest is damaged and repair is on, it and the
+        Parquet files it listed are moved aside and the WAL is replayed from its first file."""
+        try:
+            return Storage(self.data_dir)
+        except DamagedFileError as exc:
+            if not self.repair_damaged_files or self.data_dir is None:
+                raise
+            damage = exc
+        assert self._set_aside is not None
+        parquet_rows = _parquet_rows(self.data_dir / "dbs")
+        moved = self._set_aside.move(self.data_dir / "snapshots.json")
+        if (self.data_dir / "dbs").exists():
+            self._set_aside.move(self.data_dir / "dbs")
+        log.error("%s: moved to %s with the Parquet files (dbs/); lost %s in them, except rows that WAL files "
+                  "still on disk hold (replayed from the first one)", damage, moved.parent, rows_text(parquet_rows))
+        return Storage(self.data_dir)
+
     def _replay(self) -> None:
         live = self._live_tables()
         replayed = 0
-        for contents in self.wal.replay(self.storage.snapshot_sequence):
+        for contents in self.wal.replay(self.storage.snapshot_sequence, repair=self.repair_damaged_files):
             for entry in contents.entries:
                 if (entry[0], entry[1]) in live:
                     self.storage.apply(*entry)

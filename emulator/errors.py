@@ -77,3 +77,18 @@ class QueryError(Exception):
     def to_api_error(self) -> ApiError:
         status = {"plan": 400, "not_implemented": 405, "execution": 500}.get(self.kind, 400)
         return text_error(status, self.message)
+
+
+class DamagedFileError(Exception):
+    """A data file (WAL file, catalog, snapshot manifest) whose acknowledged contents cannot be read.
+    Startup stops with one line made of ``str(exc)``; ``serve --repair-damaged-files`` moves the file aside
+    instead (README, "Damaged data files"). ``offset`` is the byte where the damage starts; ``rows`` the
+    rows it held when the file still tells them."""
+
+    def __init__(self, path: Any, offset: int, reason: str, rows: int | None = None):
+        self.path = path
+        self.offset = offset
+        self.reason = reason
+        self.rows = rows
+        held = "" if rows is None else f"; it holds {rows} acknowledged row{'' if rows == 1 else 's'}"
+        super().__init__(f"{path} is damaged at byte {offset} ({reason}){held}")

@@ -34,7 +34,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from emulator.catalog import TIME_COLUMN, TableDef, atomic_write, fsync_dir
+from emulator.catalog import TIME_COLUMN, TableDef, atomic_write, fsync_dir, read_json_file
+from emulator.errors import DamagedFileError
 
 log = logging.getLogger(__name__)
 
@@ -271,13 +272,17 @@ class Storage:
         path = self._manifest_path
         if not path.exists():
             return
-        obj = json.loads(path.read_text("utf-8"))
-        self.snapshot_sequence = obj.get("wal_sequence", 0)
-        self._file_counter = obj.get("file_counter", 0)
-        for key, files in obj.get("tables", {}).items():
-            db_id, table_id = (int(x) for x in key.split("/"))
-            buf = self._tables.setdefault((db_id, table_id), TableBuffer())
-            buf.files = [SnapshotFile(**f) for f in files]
+        obj = read_json_file(path, dict)
+        try:
+            self.snapshot_sequence = int(obj.get("wal_sequence", 0))
+            self._file_counter = int(obj.get("file_counter", 0))
+            for key, files in obj.get("tables", {}).items():
+                db_id, table_id = (int(x) for x in key.split("/"))
+                buf = self._tables.setdefault((db_id, table_id), TableBuffer())
+                buf.files = [SnapshotFile(**f) for f in files]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            self._tables.clear()
+            raise DamagedFileError(path, 0, f"not a snapshot manifest: {type(exc).__name__} {exc}") from None
 
     def _save_manifest(self) -> None:
         obj = {

@@ -31,7 +31,7 @@ from aiohttp import hdrs, web
 
 from emulator.auth import TokenFileError, TokenStore, extract_token
 from emulator.config import ServeConfig, log_level
-from emulator.errors import ApiError, json_error, text_error
+from emulator.errors import ApiError, DamagedFileError, json_error, text_error
 from emulator.http.base import Handler, Request, Response, Routes
 from emulator.http.core_routes import CoreContext, CoreRoutes, Metrics
 
@@ -312,10 +312,16 @@ async def serve(cfg: ServeConfig) -> None:
         prepare_data_dir(cfg.data_dir)
     from emulator.engine import Engine
 
-    engine = Engine(cfg.data_dir, wal_flush_interval=cfg.wal_flush_interval, node_id=cfg.node_id,
-                    wal_snapshot_size=cfg.wal_snapshot_size, gen1_duration_ns=cfg.gen1_duration_s * 1_000_000_000,
-                    snapshotted_wal_files_to_keep=cfg.snapshotted_wal_files_to_keep)
-    engine.open()
+    try:
+        engine = Engine(cfg.data_dir, wal_flush_interval=cfg.wal_flush_interval, node_id=cfg.node_id,
+                        wal_snapshot_size=cfg.wal_snapshot_size,
+                        gen1_duration_ns=cfg.gen1_duration_s * 1_000_000_000,
+                        snapshotted_wal_files_to_keep=cfg.snapshotted_wal_files_to_keep,
+                        repair_damaged_files=cfg.repair_damaged_files)
+        engine.open()
+    except DamagedFileError as exc:
+        raise StartupError(f"cannot start: {exc}. Start once with --repair-damaged-files to move it aside "
+                           "(rows lost are logged), see README 'Damaged data files'") from None
     pe = None
     runner: web.ServerRunner | None = None
     server: HttpServer | None = None
