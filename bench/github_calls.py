@@ -1,8 +1,11 @@
 """GitHub requests per collection run: plugins/github_prs.py (GraphQL and REST) beside the seed's approach.
 
 A fake repository holds 250 PRs merged into master within the window (plus PRs into other branches and
-closed-unmerged ones). Each approach runs twice on the embedded engine's plugin runtime against the loopback
-FakeGitHub; the table lists the requests each run cost and the rows `gh` holds afterwards.
+closed-unmerged ones); most change 1 to 3 files, one changes 250 and one 101. Each approach runs twice on the
+embedded engine's plugin runtime against the loopback FakeGitHub; the table lists the requests each run cost,
+what issue 11's formula says it should cost, and the rows `gh` and `gh_file` hold afterwards:
+  with a token:    ceil(PRs/100) + per PR with more than 100 files ceil(files/100) - 1, first and repeat alike;
+  without a token: list pages + per PR not yet recorded 1 detail + ceil(files/100); only list pages on a repeat.
 
 The seed's approach (modelled here, not copied): one list call `state=closed&sort=updated&direction=desc&
 per_page=100` without pagination, then one detail call per merged master PR on that page.
@@ -12,6 +15,7 @@ Run: .venv/bin/python bench/github_calls.py
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,19 +40,39 @@ class Row:
     run: str
     list_calls: int
     detail_calls: int
+    files_calls: int
     graphql_calls: int
     found: int
     rows: int
+    file_rows: int
+    expected: int | None
 
     @property
     def total(self) -> int:
-        return self.list_calls + self.detail_calls + self.graphql_calls
+        return self.list_calls + self.detail_calls + self.files_calls + self.graphql_calls
+
+
+def file_counts() -> list[int]:
+    """Files changed by each merged master PR: 250 and 101 for two of them, 1 to 3 for the others."""
+    return [250, 101] + [1 + i % 3 for i in range(MERGED - 2)]
+
+
+def expected(token: str | None, run: str) -> int:
+    counts = file_counts()
+    pages = math.ceil(len(counts) / 100)
+    if token:
+        return pages + sum(max(0, math.ceil(n / 100) - 1) for n in counts)
+    if run == "repeat":
+        return pages
+    return pages + len(counts) + sum(math.ceil(n / 100) for n in counts)
 
 
 def populate(github: FakeGitHub, now: datetime) -> None:
-    for i in range(MERGED):
+    for i, count in enumerate(file_counts()):
         merged = now - timedelta(minutes=10 + i * 30)  # spread over ~5.2 days, inside a week
-        github.add_pr(REPO, merged_at=merged, additions=1 + i % 40, deletions=i % 7)
+        files = [{"path": f"content/pr{i}/page-{j}.md", "additions": 1 + (i + j) % 40, "deletions": (i + j) % 7}
+                 for j in range(count)]
+        github.add_pr(REPO, merged_at=merged, files=files)
     for i in range(10):
         github.add_pr(REPO, base="release-3.x", merged_at=now - timedelta(hours=i + 1))
         github.add_pr(REPO, state="closed", updated_at=now - timedelta(hours=i + 2))
@@ -67,8 +91,10 @@ def run_plugin(github: FakeGitHub, token: str | None) -> list[Row]:
             if result.status != 200:
                 raise SystemExit(f"{approach} {run}: HTTP {result.status} {result.text}")
             rows = harness.query("SELECT count(*) AS n FROM gh")[0]["n"]
-            out.append(Row(approach, run, github.count("list"), github.count("detail"), github.count("graphql"),
-                           result.json()["pr_count"], rows))
+            file_rows = harness.query("SELECT count(*) AS n FROM gh_file")[0]["n"]
+            out.append(Row(approach, run, github.count("list"), github.count("detail"), github.count("files"),
+                           github.count("graphql"), result.json()["pr_count"], rows, file_rows,
+                           expected(token, run)))
     return out
 
 
@@ -89,8 +115,8 @@ def run_seed_approach(github: FakeGitHub, now: datetime) -> list[Row]:
             requests.get(pr["url"], timeout=10).raise_for_status()
             found += 1
         # the seed writes one row per PR keyed by (repo, ref) and merge second only: no pr_number tag
-        out.append(Row("seed (1 page + N details)", run, github.count("list"), github.count("detail"), 0, found,
-                       found))
+        out.append(Row("seed (1 page + N details)", run, github.count("list"), github.count("detail"), 0, 0, found,
+                       found, 0, None))
     return out
 
 
@@ -103,20 +129,19 @@ def main() -> int:
         rows += run_plugin(github, None)
         rows += run_plugin(github, TOKEN)
     print(f"GitHub requests per run: {MERGED} PRs merged into master within the window "
+          f"({sum(file_counts())} changed files; one PR with 250, one with 101) "
           "(+10 into another branch, +10 closed unmerged)\n")
-    header = f"{'approach':<28} {'run':<7} {'requests':>8} {'list':>5} {'detail':>6} {'graphql':>7} " \
-             f"{'PRs found':>9} {'gh rows':>7}"
+    header = f"{'approach':<28} {'run':<7} {'requests':>8} {'formula':>7} {'list':>5} {'detail':>6} {'files':>5} " \
+             f"{'graphql':>7} {'PRs found':>9} {'gh rows':>7} {'gh_file rows':>12}"
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r.approach:<28} {r.run:<7} {r.total:>8} {r.list_calls:>5} {r.detail_calls:>6} {r.graphql_calls:>7} "
-              f"{r.found:>9} {r.rows:>7}")
-    graphql = [r for r in rows if "GraphQL" in r.approach]
-    rest = [r for r in rows if "REST" in r.approach]
-    ok = (all(r.total <= 4 and r.rows == MERGED for r in graphql)
-          and rest[0].list_calls <= 4 and rest[0].detail_calls == MERGED
-          and rest[1].list_calls <= 4 and rest[1].detail_calls == 0 and rest[1].rows == MERGED)
-    print("\ntargets (token: <= 4 requests per run; no token: <= 4 list + 1 detail per new PR; all rows): "
+        formula = "-" if r.expected is None else str(r.expected)
+        print(f"{r.approach:<28} {r.run:<7} {r.total:>8} {formula:>7} {r.list_calls:>5} {r.detail_calls:>6} "
+              f"{r.files_calls:>5} {r.graphql_calls:>7} {r.found:>9} {r.rows:>7} {r.file_rows:>12}")
+    plugin = [r for r in rows if r.expected is not None]
+    ok = all(r.total == r.expected and r.rows == MERGED and r.file_rows == sum(file_counts()) for r in plugin)
+    print("\ntargets (requests equal issue 11's formula; every gh and gh_file row, none twice): "
           + ("met" if ok else "NOT MET"))
     return 0 if ok else 1
 

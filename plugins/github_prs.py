@@ -2,6 +2,7 @@
 {
     "plugin_type": ["scheduled", "http"],
     "scheduled_args_config": [
+        {"name": "repos", "example": "influxdata/docs-v2@master influxdata/telegraf@master", "description": "Several repositories: whitespace-separated owner/name@base entries, each collected on every run (repo and base are then ignored here).", "required": false},
         {"name": "repo", "example": "influxdata/docs-v2", "description": "Repository as owner/name. Env GITHUB_REPO. Default influxdata/docs-v2.", "required": false},
         {"name": "base", "example": "master", "description": "Base branch the PRs merged into. Env GITHUB_BASE. Default master.", "required": false},
         {"name": "time_period", "example": "week", "description": "Window: day, week, <N>h or <N>d. Default week on the schedule.", "required": false},
@@ -10,12 +11,13 @@
         {"name": "github_token_file", "example": "/run/secrets/github_token", "description": "File holding the GitHub token. Env GITHUB_TOKEN_FILE. Default /run/secrets/github_token when it exists. With a token the plugin uses GraphQL; without, REST.", "required": false},
         {"name": "github_token", "example": "ghp_xxx", "description": "Token itself (compatibility; prefer the token file). Env GITHUB_TOKEN.", "required": false},
         {"name": "timeout_seconds", "example": "10", "description": "Connect and read timeout of one GitHub request. Default 10.", "required": false},
-        {"name": "budget_seconds", "example": "45", "description": "Total time budget for all GitHub requests of one run, retries included. Default 45.", "required": false},
+        {"name": "budget_seconds", "example": "45", "description": "Time budget for all GitHub requests of one repository in one run, retries and rate-limit waits included. Default 45.", "required": false},
         {"name": "max_retries", "example": "4", "description": "Retries per GitHub request on rate limits, 5xx, timeouts, malformed JSON and GraphQL errors. Default 4.", "required": false},
         {"name": "backoff_seconds", "example": "1", "description": "First retry delay, doubled on each retry. Default 1.", "required": false},
         {"name": "max_pages", "example": "50", "description": "Upper bound on list pages read per run. Default 50.", "required": false}
     ],
     "http_args_config": [
+        {"name": "repos", "example": "influxdata/docs-v2@master influxdata/telegraf@master", "description": "Configured repositories (owner/name@base, whitespace-separated): a request without repo collects each; with repo, that one (its base from this list unless the request names one).", "required": false},
         {"name": "repo", "example": "influxdata/docs-v2", "description": "Default repository; a request body field repo overrides it.", "required": false},
         {"name": "base", "example": "master", "description": "Default base branch; a request body field base overrides it.", "required": false},
         {"name": "time_period", "example": "day", "description": "Default window (day, week, <N>h, <N>d); default day for requests. Body fields time_period or since override it.", "required": false},
@@ -23,7 +25,7 @@
         {"name": "github_token_file", "example": "/run/secrets/github_token", "description": "File holding the GitHub token. Env GITHUB_TOKEN_FILE. Never send a token in the query string.", "required": false},
         {"name": "github_token", "example": "ghp_xxx", "description": "Token itself (compatibility). Env GITHUB_TOKEN. A body field github_token is also accepted.", "required": false},
         {"name": "timeout_seconds", "example": "10", "description": "Connect and read timeout of one GitHub request. Default 10.", "required": false},
-        {"name": "budget_seconds", "example": "45", "description": "Total time budget per request, retries included. Default 45.", "required": false},
+        {"name": "budget_seconds", "example": "45", "description": "Time budget per repository of a request, retries and rate-limit waits included. Default 45.", "required": false},
         {"name": "max_retries", "example": "4", "description": "Retries per GitHub request. Default 4.", "required": false},
         {"name": "backoff_seconds", "example": "1", "description": "First retry delay, doubled on each retry. Default 1.", "required": false},
         {"name": "max_pages", "example": "50", "description": "Upper bound on list pages read per run. Default 50.", "required": false}
@@ -31,11 +33,24 @@
 }
 """
 
-# Collects pull requests merged into one branch of one GitHub repository and writes one `gh` row per PR
-# (tags repo, ref, pr_number; time = merged_at). With a token it asks GraphQL (100 PRs with line counts per
-# request); without one it lists closed PRs over REST, following Link pagination, and fetches the detail of
-# merged PRs that the `gh` table does not already hold. Runs on InfluxDB 3 Core's processing engine: fresh
-# globals on every call, `LineBuilder` is a builtin, writes are flushed after a normal return.
+# Collects pull requests merged into a branch of one or more GitHub repositories and writes one `gh` row per PR
+# (tags repo, ref, pr_number; time = merged_at) and one `gh_file` row per file the PR changed (tags repo, ref,
+# pr_number, path; fields additions, deletions, change_type and, for renames, previous_path; time = merged_at).
+#
+# With a token it asks GraphQL: 100 PRs per request with line counts and their first 100 files
+# (`files(first: 100)`); a PR with more files gets follow-up requests for its files only, one per further 100.
+# Requests per repository and run, first and repeat alike: ceil(PRs / 100) + sum over PRs of
+# (ceil(files / 100) - 1). GraphQL's PullRequestChangedFile has path, additions, deletions and changeType but no
+# previous path, so with a token a renamed file is written with change_type "renamed" and no previous_path
+# (fetching it would cost a REST call per PR with a rename; see docs/collectors.md).
+# Without a token it lists closed PRs over REST, following Link pagination, and for each merged PR not yet
+# recorded (no `gh` row, or no `gh_file` rows for a PR with changed lines) fetches the detail and the files
+# (`/pulls/{n}/files?per_page=100`, Link pagination; GitHub lists at most 3,000 files of a PR, logged when hit):
+# list pages + per new PR 1 + ceil(files / 100), and only the list pages on a repeat.
+# Rows use the series key (tags + merged_at), so collecting again overwrites and never duplicates.
+# Each value is checked before its row is queued (see "write validation").
+# Runs on InfluxDB 3 Core's processing engine: fresh globals on every call, `LineBuilder` is a builtin, writes
+# are flushed after a normal return.
 
 import json
 import os
@@ -68,11 +83,13 @@ _BODY_FIELDS = ("repo", "base", "time_period", "since", "github_token")
 _QUERY_FIELDS = ("repo", "base", "time_period", "since")
 _TOKEN_QUERY_KEYS = ("github_token", "token", "access_token", "api_key")
 _REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_REPO_AT_BASE_RE = re.compile(r"^([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)@(\S{1,255})$")
 _PERIOD_RE = re.compile(r"^([1-9][0-9]{0,4})([hd])$")
 _MAX_WINDOW = timedelta(days=366)
 _PAGE_SIZE = 100
 _USER_AGENT = "aichat-stack-github-prs"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_GRAPHQL_FILES = "files(first: 100AFTER) { pageInfo { hasNextPage endCursor } nodes { path additions deletions changeType } }"
 _GRAPHQL_QUERY = """
 query($owner: String!, $name: String!, $base: String!, $cursor: String) {
   rateLimit { cost remaining resetAt }
@@ -80,12 +97,28 @@ query($owner: String!, $name: String!, $base: String!, $cursor: String) {
     pullRequests(first: 100, after: $cursor, states: [MERGED], baseRefName: $base,
                  orderBy: {field: UPDATED_AT, direction: DESC}) {
       pageInfo { hasNextPage endCursor }
-      nodes { number title url mergedAt updatedAt additions deletions baseRefName author { login } }
+      nodes { number title url mergedAt updatedAt additions deletions changedFiles baseRefName author { login }
+              FILES }
     }
   }
 }
-"""
+""".replace("FILES", _GRAPHQL_FILES.replace("AFTER", ""))
+_GRAPHQL_FILES_QUERY = """
+query($owner: String!, $name: String!, $number: Int!, $cursor: String) {
+  rateLimit { cost remaining resetAt }
+  repository(owner: $owner, name: $name) {
+    pullRequest(number: $number) { FILES }
+  }
+}
+""".replace("FILES", _GRAPHQL_FILES.replace("AFTER", ", after: $cursor"))
 _GRAPHQL_FATAL_TYPES = {"NOT_FOUND", "FORBIDDEN", "UNAUTHORIZED"}
+# GraphQL PatchStatus and REST file status -> gh_file.change_type (REST's rare "unchanged", and any word GitHub
+# may add, become "changed": listed by GitHub without a content change we can name).
+_CHANGE_TYPES = {"ADDED": "added", "DELETED": "removed", "MODIFIED": "modified", "RENAMED": "renamed",
+                 "COPIED": "copied", "CHANGED": "changed", "added": "added", "removed": "removed",
+                 "modified": "modified", "renamed": "renamed", "copied": "copied", "changed": "changed"}
+_MAX_LISTED_FILES = 3000  # GitHub lists at most 3,000 files of one PR (REST "List pull requests files")
+_RATE_LIMIT_MARGIN = 0.5  # seconds added to a wait for x-ratelimit-reset (whole seconds, other clocks)
 
 
 class ConfigError(ValueError):
@@ -97,12 +130,14 @@ class UpstreamError(RuntimeError):
 
 
 class _Retryable(Exception):
-    """One GitHub answer that is worth asking again; `wait` is the delay GitHub asked for, if any."""
+    """One GitHub answer that is worth asking again; `wait` is the delay GitHub asked for, if any, and `reset`
+    the epoch second at which an exhausted rate limit resets (x-ratelimit-reset), if GitHub said."""
 
-    def __init__(self, problem, wait=None):
+    def __init__(self, problem, wait=None, reset=None):
         super().__init__(problem)
         self.problem = problem
         self.wait = wait
+        self.reset = reset
 
 
 class _Log:
@@ -221,19 +256,53 @@ def _graphql_url(api_url):
     return api_url + "/graphql"
 
 
+def _parse_repos(text):
+    """[(repo, base), ...] from the `repos` argument: whitespace-separated owner/name@base. Raises ConfigError."""
+    targets = []
+    for entry in text.split():
+        match = _REPO_AT_BASE_RE.match(entry)
+        if not match:
+            raise ConfigError(f"invalid repos entry {entry!r}: use owner/name@base, e.g. influxdata/docs-v2@master")
+        target = (match.group(1), match.group(2))
+        if target in targets:
+            raise ConfigError(f"repos lists {entry} twice")
+        targets.append(target)
+    return targets
+
+
+def _targets(args, overrides):
+    """The (repo, base) pairs to collect: with `repos` configured, all of them, or the one a request names (its
+    base from the request, else from `repos`, else the base setting); without `repos`, repo and base as
+    always. Raises ConfigError."""
+    overrides = overrides or {}
+    repos_text = str((args or {}).get("repos") or "").strip()
+    if not repos_text:
+        return [(_setting("repo", args, overrides), _setting("base", args, overrides))]
+    configured = _parse_repos(repos_text)
+    repo = overrides.get("repo")
+    if not repo:
+        if overrides.get("base"):
+            raise ConfigError("base without repo: several repositories are configured (repos), name the one "
+                              "to collect with repo")
+        return configured
+    base = overrides.get("base") or next((b for r, b in configured if r.lower() == repo.lower()), None)
+    return [(repo, base or _setting("base", args))]
+
+
 def _load_config(args, now, default_period, log, overrides=None, body_token=None):
     """Read every setting once into a validated dict; the token is registered with `log` first, so no later
-    error can echo it. Raises ConfigError."""
+    error can echo it. cfg["targets"] lists the (repo, base) pairs to collect; `_for_target` makes the
+    per-repository dict. Raises ConfigError."""
     for candidate in ((args or {}).get("github_token"), os.environ.get("GITHUB_TOKEN"), body_token):
         log.add_secret((candidate or "").strip())
     token = _resolve_token(args, body_token)
     log.add_secret(token)
-    repo = _setting("repo", args, overrides)
-    if not _REPO_RE.match(repo):
-        raise ConfigError(f"invalid repo {repo!r}: use owner/name")
-    base = _setting("base", args, overrides)
-    if any(ch.isspace() for ch in base) or len(base) > 255:
-        raise ConfigError(f"invalid base {base!r}: a branch name without spaces")
+    targets = _targets(args, overrides)
+    for repo, base in targets:
+        if not _REPO_RE.match(repo):
+            raise ConfigError(f"invalid repo {repo!r}: use owner/name")
+        if any(ch.isspace() for ch in base) or len(base) > 255:
+            raise ConfigError(f"invalid base {base!r}: a branch name without spaces")
     api_url = _setting("github_api_url", args).rstrip("/")
     if not api_url.startswith(("http://", "https://")):
         raise ConfigError(f"invalid github_api_url {api_url!r}: must start with http:// or https://")
@@ -247,10 +316,7 @@ def _load_config(args, now, default_period, log, overrides=None, body_token=None
     if token is not None and (any(ch.isspace() for ch in token) or not token.isprintable()):
         raise ConfigError("the GitHub token contains whitespace or control characters")
     return {
-        "repo": repo,
-        "owner": repo.split("/")[0],
-        "name": repo.split("/")[1],
-        "base": base,
+        "targets": targets,
         "api_url": api_url,
         "graphql_url": _graphql_url(api_url),
         "since": since,
@@ -265,6 +331,12 @@ def _load_config(args, now, default_period, log, overrides=None, body_token=None
     }
 
 
+def _for_target(cfg, repo, base):
+    """The settings of one repository's collection: cfg plus repo, owner, name and base."""
+    owner, name = repo.split("/")
+    return {**cfg, "repo": repo, "owner": owner, "name": name, "base": base}
+
+
 # ---------------------------------------------------------------- GitHub HTTP
 
 
@@ -276,6 +348,7 @@ class _GitHub:
         self.log = log
         self.api_calls = 0
         self.rate_limit_remaining = None
+        self.rate_limited_until = None  # epoch second: the rate limit is exhausted until then (beyond the budget)
         self.deadline = time.monotonic() + cfg["budget"]
         self.headers = {
             "Accept": "application/vnd.github+json",
@@ -291,16 +364,21 @@ class _GitHub:
             self.rate_limit_remaining = int(remaining)
 
     @staticmethod
-    def _rate_limit_wait(resp):
-        """Seconds GitHub asks us to wait, or None when the 403/429 is not a rate limit."""
+    def _rate_limit_wait(resp, limited=False):
+        """(seconds to wait, reset epoch or None) when `resp` is a rate limit, else None. GitHub's rules
+        (docs.github.com, "Rate limits for the REST API" / "... for the GraphQL API"): retry-after first; with
+        x-ratelimit-remaining 0, until x-ratelimit-reset; otherwise at least a minute. `limited`: the answer
+        is known to be a rate limit (GraphQL's RATE_LIMITED error)."""
         retry_after = resp.headers.get("retry-after", "").strip()
         if retry_after.isdigit():
-            return float(retry_after)
+            return float(retry_after), None
         if resp.headers.get("x-ratelimit-remaining", "").strip() == "0":
             reset = resp.headers.get("x-ratelimit-reset", "").strip()
-            return max(0.0, float(reset) - time.time()) if reset.isdigit() else 60.0
-        if resp.status_code == 429 or "rate limit" in resp.text[:2000].lower():
-            return 60.0
+            if reset.isdigit():
+                return max(0.0, int(reset) - time.time()) + _RATE_LIMIT_MARGIN, int(reset)
+            return 60.0, None
+        if limited or resp.status_code == 429 or "rate limit" in resp.text[:2000].lower():
+            return 60.0, None
         return None
 
     @staticmethod
@@ -335,6 +413,12 @@ class _GitHub:
             except _Retryable as exc:
                 failure = exc
             attempt += 1
+            if failure.reset is not None and time.monotonic() + (failure.wait or 0.0) >= self.deadline:
+                self.rate_limited_until = failure.reset
+                when = datetime.fromtimestamp(failure.reset, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                raise UpstreamError(f"{what}: {failure.problem}; GitHub's rate limit resets at {when} (in "
+                                    f"{max(0, failure.reset - time.time()):.0f}s), after this run's time budget of "
+                                    f"{self.cfg['budget']:g}s: collect again after {when}")
             if attempt > self.cfg["max_retries"]:
                 raise UpstreamError(f"{what}: {failure.problem}; gave up after {attempt} attempts")
             delay = max(self.cfg["backoff"] * (2 ** (attempt - 1)), failure.wait or 0.0)
@@ -347,9 +431,9 @@ class _GitHub:
     def _classify(self, what, resp, check):
         status = resp.status_code
         if status in (403, 429):
-            wait = self._rate_limit_wait(resp)
-            if wait is not None:
-                raise _Retryable(f"rate limited (HTTP {status})", wait)
+            limit = self._rate_limit_wait(resp)
+            if limit is not None:
+                raise _Retryable(f"rate limited (HTTP {status})", *limit)
         if status >= 500:
             raise _Retryable(f"HTTP {status}")
         if status == 401:
@@ -360,6 +444,10 @@ class _GitHub:
             data = resp.json()
         except ValueError:
             raise _Retryable("malformed JSON in the answer") from None
+        errors = data.get("errors") if isinstance(data, dict) else None
+        if isinstance(errors, list) and any(isinstance(e, dict) and e.get("type") == "RATE_LIMITED" for e in errors):
+            # GraphQL answers an exhausted limit with HTTP 200 and this error type: the REST rules apply
+            raise _Retryable("GraphQL rate limit exhausted (RATE_LIMITED)", *self._rate_limit_wait(resp, True))
         if check is not None:
             check(data)
         return data
@@ -399,6 +487,18 @@ def _known_prs(influxdb3_local, cfg, log):
     return {str(row.get("pr_number")): row for row in rows or []}
 
 
+def _recorded_files(influxdb3_local, cfg, log):
+    """pr_number -> number of gh_file rows for the repo/ref in the window; one query. No table: {}."""
+    sql = ("SELECT pr_number, count(*) AS n FROM gh_file "
+           "WHERE repo = $repo AND ref = $ref AND time >= $since GROUP BY pr_number")
+    try:
+        rows = influxdb3_local.query(sql, {"repo": cfg["repo"], "ref": cfg["base"], "since": cfg["since_iso"]})
+    except Exception as exc:  # the engine raises a plain Exception; a missing table is the usual cause
+        log.info(f"gh_file not readable yet, treating as empty ({_one_line(exc)[:160]})")
+        return {}
+    return {str(row.get("pr_number")): int(row.get("n") or 0) for row in rows or []}
+
+
 def _graphql_check(data):
     errors = data.get("errors") if isinstance(data, dict) else None
     if errors:
@@ -411,22 +511,66 @@ def _graphql_check(data):
         raise _Retryable("GraphQL answer without data")
 
 
+def _file(path, additions, deletions, kind, previous=None):
+    """One changed file as written to gh_file: path, additions, deletions, change_type and, for a rename with a
+    known previous path, previous_path. `kind` is GraphQL's PatchStatus or REST's status word."""
+    row = {"path": str(path), "additions": int(additions or 0), "deletions": int(deletions or 0),
+           "change_type": _CHANGE_TYPES.get(str(kind), "changed")}
+    if row["change_type"] == "renamed" and previous:
+        row["previous_path"] = str(previous)
+    return row
+
+
+def _check_file_count(log, pr, expected):
+    """Log when GitHub listed fewer files than the PR changed (it lists at most 3,000)."""
+    listed = len(pr["files"])
+    if (isinstance(expected, int) and listed < expected) or listed >= _MAX_LISTED_FILES:
+        log.warn(f"PR #{pr['number']} changed {expected if isinstance(expected, int) else 'more'} files; GitHub "
+                 f"lists only {listed} (at most {_MAX_LISTED_FILES:,}), so gh_file holds {listed} of them")
+
+
+def _rate_note(gh, data):
+    rate = data.get("rateLimit") or {}
+    if isinstance(rate.get("remaining"), int):
+        gh.rate_limit_remaining = rate["remaining"]
+
+
+def _graphql_more_files(gh, cfg, pr, cursor):
+    """Follow-up pages of one PR's files (100 each) until GitHub has no more; then the PR is complete."""
+    files = []
+    for _page in range(_MAX_LISTED_FILES // _PAGE_SIZE + 1):
+        variables = {"owner": cfg["owner"], "name": cfg["name"], "number": pr["number"], "cursor": cursor}
+        _resp, data = gh.call(f"GraphQL files of #{pr['number']}", "POST", cfg["graphql_url"],
+                              json_body={"query": _GRAPHQL_FILES_QUERY, "variables": variables},
+                              check=_graphql_check)
+        _rate_note(gh, data["data"])
+        node = ((data["data"].get("repository") or {}).get("pullRequest")) or {}
+        connection = node.get("files") or {}
+        files += [_file(f["path"], f.get("additions"), f.get("deletions"), f.get("changeType"))
+                  for f in connection.get("nodes") or []]
+        info = connection.get("pageInfo") or {}
+        if not info.get("hasNextPage") or not info.get("endCursor"):
+            return files
+        cursor = info["endCursor"]
+    return files
+
+
 def _collect_graphql(gh, cfg, prs):
-    """Add merged PRs in the window to `prs` (number -> record), page by page, newest update first."""
+    """Add merged PRs in the window to `prs` (number -> record), page by page, newest update first; each with
+    its files (the first 100 in the same request, further ones from follow-up requests)."""
     cursor = None
     for _page in range(cfg["max_pages"]):
         variables = {"owner": cfg["owner"], "name": cfg["name"], "base": cfg["base"], "cursor": cursor}
         _resp, data = gh.call("GraphQL pullRequests", "POST", cfg["graphql_url"],
                               json_body={"query": _GRAPHQL_QUERY, "variables": variables}, check=_graphql_check)
         body = data["data"]
-        rate = body.get("rateLimit") or {}
-        if isinstance(rate.get("remaining"), int):
-            gh.rate_limit_remaining = rate["remaining"]
+        _rate_note(gh, body)
         repository = body.get("repository")
         if repository is None:
             raise UpstreamError(f"GitHub GraphQL: repository {cfg['repo']} not found")
         connection = repository["pullRequests"]
         older_seen = False
+        pending = []
         for node in connection.get("nodes") or []:
             if _parse_ts(node["updatedAt"]) < cfg["since"]:
                 older_seen = True
@@ -436,7 +580,8 @@ def _collect_graphql(gh, cfg, prs):
             merged = _parse_ts(node["mergedAt"])
             if merged < cfg["since"]:
                 continue
-            prs[str(node["number"])] = {
+            files = node.get("files") or {}
+            record = {
                 "number": int(node["number"]),
                 "title": _one_line(node.get("title")),
                 "author": ((node.get("author") or {}).get("login")) or "ghost",
@@ -444,7 +589,21 @@ def _collect_graphql(gh, cfg, prs):
                 "merged": merged,
                 "additions": int(node.get("additions") or 0),
                 "deletions": int(node.get("deletions") or 0),
+                "files": [_file(f["path"], f.get("additions"), f.get("deletions"), f.get("changeType"))
+                          for f in files.get("nodes") or []],
+                "complete": True,
             }
+            info = files.get("pageInfo") or {}
+            if info.get("hasNextPage") and info.get("endCursor"):
+                record["complete"] = False
+                pending.append((record, info["endCursor"], node.get("changedFiles")))
+            else:
+                _check_file_count(gh.log, record, node.get("changedFiles"))
+            prs[str(record["number"])] = record
+        for record, files_cursor, expected in pending:
+            record["files"] += _graphql_more_files(gh, cfg, record, files_cursor)
+            record["complete"] = True
+            _check_file_count(gh.log, record, expected)
         info = connection.get("pageInfo") or {}
         if older_seen or not info.get("hasNextPage"):
             return
@@ -480,22 +639,42 @@ def _list_rest(gh, cfg):
     return found
 
 
-def _collect_rest(gh, cfg, known, prs):
-    """List, then one detail GET per merged PR that `gh` does not hold yet; known PRs come from the table."""
+def _rest_files(gh, cfg, number):
+    """Every file GitHub lists for PR `number`: 100 per request, following Link pagination."""
+    url = f"{cfg['api_url']}/repos/{cfg['repo']}/pulls/{number}/files"
+    params = {"per_page": str(_PAGE_SIZE)}
+    files = []
+    for _page in range(_MAX_LISTED_FILES // _PAGE_SIZE + 1):
+        resp, items = gh.call(f"REST files of #{number}", "GET", url, params=params)
+        if not isinstance(items, list):
+            raise UpstreamError(f"REST files of #{number}: GitHub answered JSON that is not a list")
+        files += [_file(item["filename"], item.get("additions"), item.get("deletions"), item.get("status"),
+                        item.get("previous_filename")) for item in items]
+        next_url = (resp.links.get("next") or {}).get("url")
+        if not next_url:
+            break
+        url, params = next_url, None
+    return files
+
+
+def _collect_rest(gh, cfg, known, with_files, prs):
+    """List, then for each merged PR not yet recorded one detail GET and its file pages; recorded PRs (a gh row,
+    and gh_file rows unless the PR changed no lines) come from the tables."""
     listed = _list_rest(gh, cfg)
     for number, item in sorted(listed.items(), key=lambda kv: int(kv[0])):
         stored = known.get(number)
-        if stored is not None:
+        if stored is not None and (number in with_files or not int(stored.get("lines") or 0)):
             prs[number] = {
                 "number": int(number), "title": stored.get("title") or _one_line(item.get("title")),
                 "author": stored.get("author") or "ghost", "url": item.get("html_url") or "",
                 "merged": _parse_ts(item["merged_at"]), "lines": int(stored.get("lines") or 0), "known": True,
+                "file_count": with_files.get(number, 0),
             }
             continue
         _resp, detail = gh.call(f"REST pull #{number}", "GET", f"{cfg['api_url']}/repos/{cfg['repo']}/pulls/{number}")
         if not isinstance(detail, dict) or "additions" not in detail:
             raise UpstreamError(f"REST pull #{number}: answer lacks additions/deletions")
-        prs[number] = {
+        record = {
             "number": int(number),
             "title": _one_line(detail.get("title") or item.get("title")),
             "author": ((detail.get("user") or item.get("user") or {}).get("login")) or "ghost",
@@ -503,7 +682,15 @@ def _collect_rest(gh, cfg, known, prs):
             "merged": _parse_ts(detail.get("merged_at") or item["merged_at"]),
             "additions": int(detail.get("additions") or 0),
             "deletions": int(detail.get("deletions") or 0),
+            "files": [],
+            "complete": False,
         }
+        prs[number] = record
+        expected = detail.get("changed_files")
+        if not (isinstance(expected, int) and expected == 0):
+            record["files"] = _rest_files(gh, cfg, number)
+            _check_file_count(gh.log, record, expected)
+        record["complete"] = True
 
 
 # ---------------------------------------------------------------- write validation
@@ -620,10 +807,49 @@ def _gh_line(cfg, pr):
     return line
 
 
+def _gh_file_line(cfg, pr, changed):
+    line = _CheckedLine("gh_file")
+    line.tag("repo", cfg["repo"])
+    line.tag("ref", cfg["base"])
+    line.tag("pr_number", str(pr["number"]))
+    line.tag("path", changed["path"])
+    line.int64_field("additions", changed["additions"])
+    line.int64_field("deletions", changed["deletions"])
+    line.string_field("change_type", changed["change_type"])
+    if "previous_path" in changed:
+        line.string_field("previous_path", changed["previous_path"])
+    line.time_ns(_ns(pr["merged"]))
+    return line
+
+
+def _write_pr(influxdb3_local, cfg, log, pr, in_gh, has_files, skipped):
+    """Queue a complete PR's gh_file rows (unless recorded) and its gh row (unless stored). Returns
+    (gh rows queued, gh_file rows queued)."""
+    files_written = 0
+    if not has_files:
+        for changed in pr["files"]:
+            reason = _write_checked(influxdb3_local, log, _gh_file_line(cfg, pr, changed),
+                                    f"PR #{pr['number']} file {changed['path'][:200]!r}")
+            if reason is None:
+                files_written += 1
+            else:
+                skipped.append({"table": "gh_file", "pr_number": pr["number"], "path": changed["path"][:200],
+                                "reason": reason})
+    if in_gh:
+        return 0, files_written
+    reason = _write_checked(influxdb3_local, log, _gh_line(cfg, pr), f"PR #{pr['number']}")
+    if reason is not None:
+        skipped.append({"table": "gh", "pr_number": pr["number"], "reason": reason})
+        return 0, files_written
+    return 1, files_written
+
+
 def _run(influxdb3_local, cfg, log):
-    """Collect and write. Returns (summary dict, error text or None); complete rows are written either way."""
+    """Collect one repository (cfg from `_for_target`) and write. Returns (summary dict, error text or None);
+    complete PRs (line counts and every listed file) are written either way."""
     gh = _GitHub(cfg, log)
     known = _known_prs(influxdb3_local, cfg, log)
+    with_files = _recorded_files(influxdb3_local, cfg, log)
     prs = {}
     mode = "graphql" if cfg["token"] else "rest"
     error = None
@@ -631,32 +857,57 @@ def _run(influxdb3_local, cfg, log):
         if mode == "graphql":
             _collect_graphql(gh, cfg, prs)
         else:
-            _collect_rest(gh, cfg, known, prs)
+            _collect_rest(gh, cfg, known, with_files, prs)
     except UpstreamError as exc:
         error = log.redact(exc)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         error = f"unexpected answer shape from GitHub ({type(exc).__name__}: {log.redact(_one_line(exc))[:160]})"
-    new_count = 0
+    new_count = file_count = 0
     pulls, skipped = [], []
     for pr in sorted(prs.values(), key=lambda p: (p["merged"], p["number"]), reverse=True):
-        if "additions" in pr:
+        number = str(pr["number"])
+        if pr.get("known"):
+            files = pr["file_count"]
+        elif pr.get("complete"):
             pr["lines"] = pr["additions"] + pr["deletions"]
-            if str(pr["number"]) not in known:
-                reason = _write_checked(influxdb3_local, log, _gh_line(cfg, pr), f"PR #{pr['number']}")
-                if reason is None:
-                    new_count += 1
-                else:
-                    skipped.append({"table": "gh", "pr_number": pr["number"], "reason": reason})
+            rows, written = _write_pr(influxdb3_local, cfg, log, pr, number in known, number in with_files, skipped)
+            new_count += rows
+            file_count += written
+            files = len(pr["files"])
+        else:
+            continue  # files incomplete (GitHub failed mid-way): nothing written, collected next run
         pulls.append({"number": pr["number"], "title": pr["title"], "author": pr["author"],
-                      "merged_at": _iso(pr["merged"]), "lines": pr["lines"]})
+                      "merged_at": _iso(pr["merged"]), "lines": pr["lines"], "files": files})
     summary = {
         "repository": cfg["repo"], "base": cfg["base"], "mode": mode,
         "time_period": cfg["time_period"], "since": cfg["since_iso"],
-        "pr_count": len(pulls), "new_count": new_count,
+        "pr_count": len(pulls), "new_count": new_count, "file_count": file_count,
         "api_calls": gh.api_calls, "rate_limit_remaining": gh.rate_limit_remaining,
         "skipped": skipped, "pull_requests": pulls,
     }
-    return summary, error
+    return summary, error, gh.rate_limited_until
+
+
+def _run_all(influxdb3_local, cfg, log):
+    """Collect every target of cfg in turn. Returns [(target cfg, summary, error)]. Once GitHub's rate limit
+    is exhausted beyond a repository's budget, the remaining repositories are not asked (same token, same
+    limit) and carry that error."""
+    results = []
+    limited_until = None
+    for repo, base in cfg["targets"]:
+        target = _for_target(cfg, repo, base)
+        if limited_until is not None and time.time() + cfg["budget"] <= limited_until:
+            when = datetime.fromtimestamp(limited_until, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            summary = {"repository": repo, "base": base, "mode": "graphql" if cfg["token"] else "rest",
+                       "time_period": cfg["time_period"], "since": cfg["since_iso"], "pr_count": 0,
+                       "new_count": 0, "file_count": 0, "api_calls": 0, "rate_limit_remaining": 0,
+                       "skipped": [], "pull_requests": []}
+            results.append((target, summary, f"not asked: GitHub's rate limit is exhausted until {when}"))
+            continue
+        summary, error, until = _run(influxdb3_local, target, log)
+        limited_until = until or limited_until
+        results.append((target, summary, error))
+    return results
 
 
 # ---------------------------------------------------------------- entry points
@@ -699,8 +950,48 @@ def _request_overrides(query_parameters, request_body):
     return overrides, body_token
 
 
+def _single_response(summary, error, log):
+    """Today's response for one repository: (dict, status)."""
+    if error:
+        message = f"GitHub collection failed: {error}; {summary['new_count']} complete rows kept"
+        log.error(message)
+        return {"status": "error", "message": message, "new_count": summary["new_count"],
+                "file_count": summary["file_count"], "api_calls": summary["api_calls"]}, 502
+    message = (f"Wrote {summary['new_count']} PR merge events to database"
+               f" ({summary['pr_count']} merged PRs in the window)")
+    log.info(f"{message}; {summary['file_count']} file rows; {summary['api_calls']} GitHub requests")
+    return {"status": "success", "message": message, **summary}, 200
+
+
+def _several_response(cfg, results, log):
+    """The response for several repositories: totals, and per repository its summary with a status and,
+    when it failed, a message. 502 when any repository failed, else 200."""
+    repositories, failed = [], []
+    for _target, summary, error in results:
+        entry = {"status": "error" if error else "success", **summary}
+        if error:
+            entry["message"] = f"GitHub collection failed: {error}; {summary['new_count']} complete rows kept"
+            failed.append(f"{summary['repository']}@{summary['base']}")
+            log.error(f"{summary['repository']}@{summary['base']}: {entry['message']}")
+        repositories.append(entry)
+    totals = {key: sum(r[key] for r in repositories) for key in ("pr_count", "new_count", "file_count",
+                                                                  "api_calls")}
+    message = (f"Wrote {totals['new_count']} PR merge events to database ({totals['pr_count']} merged PRs in the "
+               f"window) from {len(repositories)} repositories")
+    if failed:
+        message = f"GitHub collection failed for {', '.join(failed)}; {message}"
+    log.info(f"{message}; {totals['file_count']} file rows; {totals['api_calls']} GitHub requests")
+    body = {"status": "error" if failed else "success", "message": message,
+            "mode": "graphql" if cfg["token"] else "rest", "time_period": cfg["time_period"],
+            "since": cfg["since_iso"], **totals, "repositories": repositories}
+    return body, 502 if failed else 200
+
+
 def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):
-    """Collect merged PRs on demand (trigger `request:github_prs`).
+    """Collect merged PRs and their files on demand (trigger `request:github_prs`).
+
+    With the `repos` argument, a request without `repo` collects every configured repository; with `repo`
+    (and optionally `base`), that one. Without `repos`, the repository of the request or of `repo`/`base`.
 
     Args:
         influxdb3_local: the engine's API object (query, write, info/warn/error, cache).
@@ -710,7 +1001,11 @@ def process_request(influxdb3_local, query_parameters, request_headers, request_
         args: trigger arguments (see the metadata above), or None.
 
     Returns:
-        (dict, status): 200 with the collection summary, 400 for bad input, 502 when GitHub failed.
+        (dict, status): 200 with the collection summary, 400 for bad input, 502 when GitHub failed. One
+        repository: {status, message, repository, base, mode, time_period, since, pr_count, new_count,
+        file_count, api_calls, rate_limit_remaining, skipped, pull_requests}. Several: {status, message, mode,
+        time_period, since, pr_count, new_count, file_count, api_calls (totals), repositories: [one such
+        summary per repository, with its own status and, when it failed, message]}; 502 when any failed.
     """
     log = _Log(influxdb3_local)
     now = datetime.now(UTC)
@@ -721,22 +1016,19 @@ def process_request(influxdb3_local, query_parameters, request_headers, request_
         message = log.redact(exc)
         log.error(f"bad request: {message}")
         return {"status": "error", "message": message}, 400
-    log.info(f"collecting PRs merged into {cfg['repo']}@{cfg['base']} since {cfg['since_iso']} "
+    names = ", ".join(f"{repo}@{base}" for repo, base in cfg["targets"])
+    log.info(f"collecting PRs merged into {names} since {cfg['since_iso']} "
              f"({'GraphQL, token set' if cfg['token'] else 'REST, no token'})")
-    summary, error = _run(influxdb3_local, cfg, log)
-    if error:
-        message = f"GitHub collection failed: {error}; {summary['new_count']} complete rows kept"
-        log.error(message)
-        return {"status": "error", "message": message, "new_count": summary["new_count"],
-                "api_calls": summary["api_calls"]}, 502
-    message = (f"Wrote {summary['new_count']} PR merge events to database"
-               f" ({summary['pr_count']} merged PRs in the window)")
-    log.info(f"{message}; {summary['api_calls']} GitHub requests")
-    return {"status": "success", "message": message, **summary}, 200
+    results = _run_all(influxdb3_local, cfg, log)
+    if len(results) == 1:
+        _target, summary, error = results[0]
+        return _single_response(summary, error, log)
+    return _several_response(cfg, results, log)
 
 
 def process_scheduled_call(influxdb3_local, call_time, args=None):
-    """Collect merged PRs on a schedule (trigger `every:1h`); default window one week.
+    """Collect merged PRs and their files on a schedule (trigger `every:1h`), for every repository of `repos`
+    (or the one of `repo`/`base`); default window one week.
 
     Args:
         influxdb3_local: the engine's API object.
@@ -750,11 +1042,11 @@ def process_scheduled_call(influxdb3_local, call_time, args=None):
     except ConfigError as exc:
         log.error(f"bad configuration: {log.redact(exc)}")
         return
-    summary, error = _run(influxdb3_local, cfg, log)
-    text = (f"{cfg['repo']}@{cfg['base']} since {cfg['since_iso']}: {summary['pr_count']} merged PRs, "
-            f"{summary['new_count']} new rows, {summary['api_calls']} GitHub requests ({summary['mode']}), "
-            f"rate limit remaining {summary['rate_limit_remaining']}")
-    if error:
-        log.error(f"GitHub collection failed: {error}; kept {summary['new_count']} complete rows; {text}")
-    else:
-        log.info(text)
+    for target, summary, error in _run_all(influxdb3_local, cfg, log):
+        text = (f"{target['repo']}@{target['base']} since {cfg['since_iso']}: {summary['pr_count']} merged PRs, "
+                f"{summary['new_count']} new rows, {summary['file_count']} file rows, {summary['api_calls']} "
+                f"GitHub requests ({summary['mode']}), rate limit remaining {summary['rate_limit_remaining']}")
+        if error:
+            log.error(f"GitHub collection failed: {error}; kept {summary['new_count']} complete rows; {text}")
+        else:
+            log.info(text)

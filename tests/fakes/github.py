@@ -504,6 +504,7 @@ class FakeGitHub(FakeServer):
             "updatedAt": iso(p.updated_at),
             "additions": p.additions,
             "deletions": p.deletions,
+            "changedFiles": len(p.changed_files()),
             "baseRefName": p.base,
             "author": None if p.author is None else {"login": p.author},
         } for p in chunk]

@@ -48,11 +48,12 @@ def test_github_prs_rest_collects_more_than_100_over_linked_pages(github, make_h
     assert r.status == 200, r.body
     body = r.json()
     assert (body["status"], body["pr_count"], body["new_count"]) == ("success", 250, 250)
-    assert (github.count("list"), github.count("detail"), github.count("graphql")) == (3, 250, 0)
-    assert body["api_calls"] == 253
+    assert (github.count("list"), github.count("detail"), github.count("files"), github.count("graphql")) == (
+        3, 250, 250, 0)
+    assert body["api_calls"] == 503
     assert h.query("SELECT count(*) AS n, count(DISTINCT pr_number) AS d FROM gh") == [{"n": 250, "d": 250}]
     assert h.query("SELECT sum(lines) AS s FROM gh") == [{"s": sum(p.additions + p.deletions for p in prs)}]
-    assert github.auth_headers() == [None] * 253
+    assert github.auth_headers() == [None] * 503
 
 
 def test_github_prs_graphql_collects_more_than_100_in_three_requests(github, make_harness, fast, now, github_token):
@@ -70,21 +71,30 @@ def test_github_prs_graphql_collects_more_than_100_in_three_requests(github, mak
 
 def test_github_prs_row_and_response_shape(github, make_harness, fast, now, mode, github_token):
     merged = now - timedelta(hours=2)
-    github.add_pr(REPO, number=42, merged_at=merged, additions=30, deletions=12, title='Fix "quotes", commas',
-                  author="jstirnaman")
+    github.add_pr(REPO, number=42, merged_at=merged, title='Fix "quotes", commas', author="jstirnaman", files=[
+        {"path": "content/a b,c=d.md", "additions": 30, "deletions": 2},
+        {"path": "content/new.md", "additions": 0, "deletions": 10, "status": "renamed",
+         "previous_path": "content/old.md"}])
     h = make_harness(PLUGIN, _args(github, fast, _token_for(mode, github_token)))
     r = h.request(body={"time_period": "day"})
     assert r.status == 200
+    # GraphQL's PullRequestChangedFile has no previous path: renames carry it only on the REST path
+    previous = ',previous_path="content/old.md"' if mode == "rest" else ""
     assert r.writes == [
+        "gh_file,repo=influxdata/docs-v2,ref=master,pr_number=42,path=content/a\\ b\\,c\\=d.md additions=30i,"
+        f'deletions=2i,change_type="modified" {_ns(merged)}',
+        "gh_file,repo=influxdata/docs-v2,ref=master,pr_number=42,path=content/new.md additions=0i,deletions=10i,"
+        f'change_type="renamed"{previous} {_ns(merged)}',
         'gh,repo=influxdata/docs-v2,ref=master,pr_number=42 activity_type="pr_merge",lines=42i,additions=30i,'
         'deletions=12i,author="jstirnaman",title="Fix \\"quotes\\", commas",'
         f'url="https://github.com/influxdata/docs-v2/pull/42" {_ns(merged)}'
     ]
     body = r.json()
     assert set(body) == {"status", "message", "repository", "base", "mode", "time_period", "since", "pr_count",
-                         "new_count", "api_calls", "rate_limit_remaining", "skipped", "pull_requests"}
+                         "new_count", "file_count", "api_calls", "rate_limit_remaining", "skipped", "pull_requests"}
+    assert (body["file_count"], body["skipped"]) == (2, [])
     assert body["pull_requests"] == [{"number": 42, "title": 'Fix "quotes", commas', "author": "jstirnaman",
-                                      "merged_at": merged.strftime("%Y-%m-%dT%H:%M:%SZ"), "lines": 42}]
+                                      "merged_at": merged.strftime("%Y-%m-%dT%H:%M:%SZ"), "lines": 42, "files": 2}]
     assert (body["repository"], body["time_period"], body["mode"]) == (REPO, "day", mode)
     assert body["since"] == (now - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ") or body["since"] > (
         now - timedelta(days=1, seconds=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -183,9 +193,9 @@ def test_github_prs_scheduled_uses_a_week_and_logs_a_summary(github, make_harnes
     h = make_harness(PLUGIN, _args(github, fast, github_token))
     r = h.scheduled(now)
     assert r.ok, r.error
-    assert len(r.writes) == 1
+    assert len(r.writes) == 2  # the PR and its one file
     summary = [text for level, text in r.logs if level == "INFO" and "merged PRs" in text]
-    assert len(summary) == 1 and "1 merged PRs, 1 new rows, 1 GitHub requests (graphql)" in summary[0]
+    assert len(summary) == 1 and "1 merged PRs, 1 new rows, 1 file rows, 1 GitHub requests (graphql)" in summary[0]
     assert h.request().json()["pr_count"] == 0  # a request's default window is one day
 
 
@@ -246,7 +256,7 @@ def test_github_prs_fault_is_retried_then_succeeds(github, make_harness, fast, n
     r = h.request()
     assert r.status == 200, r.body
     assert r.json()["new_count"] == 3
-    assert r.json()["api_calls"] == (2 if mode == "graphql" else 5)
+    assert r.json()["api_calls"] == (2 if mode == "graphql" else 8)  # REST: list, 3 details, 3 file pages
     warnings = [text for level, text in r.logs if level == "WARN"]
     assert len(warnings) == 1 and "retry 1/3" in warnings[0]
 
@@ -293,8 +303,9 @@ def test_github_prs_failure_mid_collection_keeps_the_complete_rows(github, make_
     r = h.request()
     assert r.status == 502
     assert "HTTP 500; gave up after 2 attempts; 100 complete rows kept" in r.json()["message"]
-    assert len(r.writes) == 100 and all(",lines=" in line for line in r.writes)
+    assert len(r.writes) == 200 and sum(line.startswith("gh,") for line in r.writes) == 100
     assert h.query("SELECT count(*) AS n FROM gh") == [{"n": 100}]
+    assert h.query("SELECT count(*) AS n FROM gh_file") == [{"n": 100}]
     github.clear_faults()
     assert h.request().json()["new_count"] == 50  # the next run completes the set
 
