@@ -29,6 +29,11 @@ TABLES: tuple[TableSchema, ...] = (
          ("author", STR), ("title", STR), ("url", STR)),
     ),
     TableSchema(
+        "gh_file",
+        ("repo", "ref", "pr_number", "path"),
+        (("additions", INT), ("deletions", INT), ("change_type", STR), ("previous_path", STR)),
+    ),
+    TableSchema(
         "kapa_source",
         ("project_id", "source_id", "source_name", "source_type", "event_type"),
         (("timestamp_unix", INT), ("timezone", STR), ("occurred", INT), ("scheduled", INT)),

@@ -34,6 +34,7 @@ START_DEADLINE_S = 60.0
 STOP_DEADLINE_S = 15.0
 READY_LINE = "aichat-stack is ready"
 
+DEMO_FRESHNESS_FILE = ROOT / "provisioning" / "freshness.demo.toml"
 DEMO_KAPA_KEY = "demo-kapa-key"  # the fake Kapa accepts any non-empty key; not a secret
 
 
@@ -158,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
                 GITHUB_BASE=DEMO_BASE,
                 KAPA_PROJECT_ID=DEMO_PROJECT,
                 KAPA_SOURCE_NAME=DEMO_SOURCE,
+                # two Kapa sources over different content paths: one stale, one fresh (tests/fakes/sample.py)
+                PROVISION_FRESHNESS_FILE=str(DEMO_FRESHNESS_FILE),
                 KAPA_TOKEN_FILE=str(demo_key.resolve()),
                 GITHUB_TOKEN_FILE="",  # no token: the plugin uses the fake GitHub's REST API unauthenticated
                 NOTIFY_URL_FILE="",
