@@ -120,6 +120,11 @@ class TokenStore:
     def _next_id(self) -> int:
         return max((int(r["id"]) for r in self._by_hash.values()), default=-1) + 1
 
+    def lookup(self, token: str) -> dict[str, Any] | None:
+        """The stored record of ``token`` (expired or not), or None; for transports with their own
+        status for an expired token (Flight: PERMISSION_DENIED)."""
+        return self._by_hash.get(hash_token(token))
+
     def verify(self, token: str | None) -> dict[str, Any]:
         """The record of a valid, unexpired token; else raise 401."""
         if not token:

@@ -781,8 +781,11 @@ class Engine:
             log.info("snapshot: %d rows to Parquet, %d WAL files removed", rows, removed)
 
     # ------------------------------------------------------------------ queries
-    def query(self, db: str, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
-        """Run SQL against ``db``. Raises DatabaseNotFound or QueryError (DataFusion's text)."""
+    def query(self, db: str, sql: str, params: Mapping[str, Any] | None = None, *,
+              schema_only: bool = False) -> pa.Table:
+        """Run SQL against ``db``. Raises DatabaseNotFound or QueryError (DataFusion's text).
+
+        ``schema_only``: plan only and return an empty table with the result's schema."""
         with self.catalog.lock:
             d = self.catalog.get_db(db)
             if d is None:
@@ -790,7 +793,7 @@ class Engine:
             retention = self._retention_ns(d)
             lock = self.catalog.lock
             getters = {name: _TableGetter(self.storage, d.id, t, retention, lock) for name, t in d.tables.items()}
-        return self.queries.run(db, getters, sql, params)
+        return self.queries.run(db, getters, sql, params, schema_only=schema_only)
 
     def _retention_ns(self, db: DatabaseDef) -> int | None:
         if not db.retention_period:

@@ -101,9 +101,11 @@ class QueryRunner:
             return dict(self._system)
 
     def run(self, db: str, tables: Mapping[str, Callable[[], pa.Table]], sql: str,
-            params: Mapping[str, Any] | None = None) -> pa.Table:
+            params: Mapping[str, Any] | None = None, *, schema_only: bool = False) -> pa.Table:
         """Execute ``sql``. ``tables`` maps each live table name to a function giving its Arrow data;
-        a table is materialised only when the statement may reference it."""
+        a table is materialised only when the statement may reference it. ``schema_only`` plans the
+        statement without running it and returns an empty table with the result's schema (Flight SQL
+        GetFlightInfo); planning errors are the same."""
         config = (SessionConfig()
                   .with_default_catalog_and_schema("public", "iox")
                   .with_information_schema(True))
@@ -121,7 +123,7 @@ class QueryRunner:
         try:
             df = ctx.sql_with_options(sql.replace("\x00", _NUL_STAND_IN), _SQL_OPTIONS,
                                       param_values=dict(params) if params else None)
-            result = df.to_arrow_table()
+            result = df.schema().empty_table() if schema_only else df.to_arrow_table()
         except Exception as exc:  # DataFusion raises ValueError/Exception with its own text
             raise classify_error(str(exc).replace(_NUL_STAND_IN, "\x00")) from None
         return _restore_nul(result, discovery)

@@ -32,6 +32,8 @@ from aiohttp import hdrs, web
 from emulator.auth import TokenFileError, TokenStore, extract_token
 from emulator.config import ServeConfig, log_level
 from emulator.errors import ApiError, DamagedFileError, json_error, text_error
+from emulator.flight.mux import MuxSite
+from emulator.flight.service import FlightServer
 from emulator.http.base import Handler, Request, Response, Routes
 from emulator.http.core_routes import CoreContext, CoreRoutes, Metrics
 
@@ -289,6 +291,16 @@ def prepare_data_dir(path: Path) -> None:
         raise StartupError(f"data dir {path} is not writable: {exc.strerror}") from None
 
 
+def start_flight(engine: Any, tokens: TokenStore | None) -> FlightServer:
+    """The Flight (gRPC) service behind the HTTP port; its HTTP/2 connections arrive through MuxSite."""
+    flight = FlightServer(engine, tokens)
+    try:
+        flight.start()
+    except (OSError, RuntimeError) as exc:
+        raise StartupError(f"cannot start the Flight service: {exc}") from None
+    return flight
+
+
 def load_processing(engine: Any, cfg: ServeConfig) -> Any | None:
     """Construct the processing engine (always, also without --plugin-dir); None if the module is missing."""
     try:
@@ -323,6 +335,7 @@ async def serve(cfg: ServeConfig) -> None:
         raise StartupError(f"cannot start: {exc}. Start once with --repair-damaged-files to move it aside "
                            "(rows lost are logged), see README 'Damaged data files'") from None
     pe = None
+    flight: FlightServer | None = None
     runner: web.ServerRunner | None = None
     server: HttpServer | None = None
     try:
@@ -367,7 +380,8 @@ async def serve(cfg: ServeConfig) -> None:
         # the process (the real server's process exit ends every plugin call too).
         runner = web.ServerRunner(lowlevel, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_S)
         await runner.setup()
-        site = web.SockSite(runner, sock)
+        flight = start_flight(engine, tokens)
+        site = MuxSite(runner, sock, flight_path=flight.socket_path)
         await site.start()
         log.info(
             "startup time: %dms address=%s:%d node_id=%s object_store=%s auth=%s",
@@ -387,6 +401,8 @@ async def serve(cfg: ServeConfig) -> None:
     finally:
         if runner is not None:
             await runner.cleanup()
+        if flight is not None:
+            flight.stop()
         if pe is not None:
             pe.stop()
         engine.close()

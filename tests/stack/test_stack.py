@@ -25,6 +25,7 @@ from provisioning.freshness import load_freshness
 from tests.fakes.github import FakeGitHub
 from tests.fakes.kapa import FakeKapa
 from tests.fakes.sample import DEMO_BASE, DEMO_PROJECT, DEMO_REPO, DEMO_SOURCE, populate_github, populate_kapa
+from tests.flight_clients import assert_flight_clients_query
 from tests.support import ServerProcess, free_port, start_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -297,6 +298,8 @@ def test_stack_make_demo_serves_both_endpoints_and_stops_on_ctrl_c(tmp_path):
         gh = requests.post(f"{url}/github_prs", headers=h, json={"time_period": "week"}, timeout=60)
         assert kapa.status_code == 200 and kapa.json()["source_count"] >= 1, kapa.text
         assert gh.status_code == 200 and gh.json()["pr_count"] >= 1, gh.text
+        # the official clients query make run's engine over Flight on the same port (influxdb3-python, ADBC)
+        assert assert_flight_clients_query(port, token, "aichat", "SELECT * FROM gh") >= 1
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
     finally:

@@ -1,0 +1,404 @@
+"""Wire formats of the Flight transport: tickets, Flight SQL commands and FlightData messages.
+
+What the server accepts (influxdb3 3.10.1, crate ``service_grpc_flight``, ``request.rs``
+``IoxGetRequest::try_decode``): a DoGet ticket is tried, in this order, as a protobuf ``Any`` holding an
+``influxdata.iox.querier.v1.ReadInfo``, as a bare ``ReadInfo``, then as JSON
+``{"database", "sql_query", "query_type"?, "params"?, "is_debug"?}`` (``database`` may be spelled
+``namespace_name``, ``bucket`` or ``bucket-name``); anything else is ``Invalid ticket``. A Flight SQL command
+is a protobuf ``Any`` whose type URL names an ``arrow.flight.protocol.sql`` message (crate ``flightsql``,
+``cmd.rs``). Field numbers come from ``influxdata/iox/querier/v1/flight.proto`` and ``params.proto`` and
+from Arrow's ``Flight.proto`` / ``FlightSql.proto``.
+
+The few protobuf messages involved are read and written with the small wire-format helpers below (varints
+and length-delimited fields only), checked against pyarrow's own serialisers in the tests; the Flight
+messages pyarrow exposes (``FlightInfo``, ``FlightDescriptor``) are built with pyarrow itself.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+READ_INFO_TYPE_URL = "type.googleapis.com/influxdata.iox.querier.v1.ReadInfo"
+FLIGHT_SQL_PACKAGE = "arrow.flight.protocol.sql."
+#: The Flight SQL messages the server's ``FlightSQLCommand::try_decode`` recognises (cmd.rs).
+FLIGHT_SQL_COMMANDS = (
+    "CommandStatementQuery",
+    "CommandPreparedStatementQuery",
+    "CommandGetSqlInfo",
+    "CommandGetCatalogs",
+    "CommandGetCrossReference",
+    "CommandGetDbSchemas",
+    "CommandGetExportedKeys",
+    "CommandGetImportedKeys",
+    "CommandGetPrimaryKeys",
+    "CommandGetTables",
+    "CommandGetTableTypes",
+    "CommandGetXdbcTypeInfo",
+    "ActionCreatePreparedStatementRequest",
+    "ActionClosePreparedStatementRequest",
+)
+#: ReadInfo.QueryType values
+QUERY_TYPE_UNSPECIFIED, QUERY_TYPE_SQL, QUERY_TYPE_INFLUXQL, QUERY_TYPE_FLIGHT_SQL = 0, 1, 2, 3
+#: FlightData messages are cut to about this many bytes (arrow-flight's encoder default is 2 MiB).
+MAX_FLIGHT_DATA_BYTES = 2 * 1024 * 1024
+
+_WIRE_VARINT, _WIRE_I64, _WIRE_LEN, _WIRE_I32 = 0, 1, 2, 5
+_I64_MIN, _U64_MAX = -(2**63), 2**64 - 1
+
+
+class ProtobufError(ValueError):
+    """Bytes that are not a valid protobuf message (the text follows prost's ``DecodeError``)."""
+
+
+class TicketError(ValueError):
+    """A DoGet ticket in none of the accepted forms; the server answers ``Invalid ticket``."""
+
+
+class FlightSqlError(ValueError):
+    """A Flight SQL command the server cannot decode; ``str()`` is the server's text."""
+
+
+# -- protobuf wire format ----------------------------------------------------------------------------
+
+
+def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(buf):
+            raise ProtobufError("failed to decode Protobuf message: buffer underflow")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            if result > _U64_MAX:
+                raise ProtobufError("failed to decode Protobuf message: invalid varint")
+            return result, pos
+        shift += 7
+        if shift >= 70:
+            raise ProtobufError("failed to decode Protobuf message: invalid varint")
+
+
+def decode_fields(buf: bytes) -> list[tuple[int, int, Any]]:
+    """Split a protobuf message into ``(field number, wire type, value)``: int for varint/fixed, bytes for
+    length-delimited. Raises :class:`ProtobufError` on malformed input or groups (deprecated)."""
+    out: list[tuple[int, int, Any]] = []
+    pos, end = 0, len(buf)
+    while pos < end:
+        key, pos = _read_varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            raise ProtobufError("failed to decode Protobuf message: invalid tag value: 0")
+        if wire == _WIRE_VARINT:
+            value, pos = _read_varint(buf, pos)
+        elif wire == _WIRE_I64:
+            if pos + 8 > end:
+                raise ProtobufError("failed to decode Protobuf message: buffer underflow")
+            value, pos = struct.unpack_from("<Q", buf, pos)[0], pos + 8
+        elif wire == _WIRE_I32:
+            if pos + 4 > end:
+                raise ProtobufError("failed to decode Protobuf message: buffer underflow")
+            value, pos = struct.unpack_from("<I", buf, pos)[0], pos + 4
+        elif wire == _WIRE_LEN:
+            length, pos = _read_varint(buf, pos)
+            if pos + length > end:
+                raise ProtobufError("failed to decode Protobuf message: buffer underflow")
+            value, pos = bytes(buf[pos:pos + length]), pos + length
+        else:
+            raise ProtobufError(f"failed to decode Protobuf message: invalid wire type value: {wire}")
+        out.append((number, wire, value))
+    return out
+
+
+def encode_varint(n: int) -> bytes:
+    """Unsigned varint; negative numbers as their 64-bit two's complement (protobuf int64)."""
+    if n < 0:
+        n += 1 << 64
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def field_len(number: int, data: bytes) -> bytes:
+    """One length-delimited field (string, bytes or embedded message)."""
+    return encode_varint(number << 3 | _WIRE_LEN) + encode_varint(len(data)) + data
+
+
+def field_varint(number: int, value: int) -> bytes:
+    """One varint field (int32/int64/uint64/bool/enum)."""
+    return encode_varint(number << 3 | _WIRE_VARINT) + encode_varint(value)
+
+
+def _expect(wire: int, wanted: int) -> None:
+    if wire != wanted:
+        raise ProtobufError(f"failed to decode Protobuf message: invalid wire type: {wire} (expected {wanted})")
+
+
+def _text(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtobufError("failed to decode Protobuf message: invalid string value: data is not UTF-8 encoded") \
+            from None
+
+
+def decode_any(buf: bytes) -> tuple[str, bytes]:
+    """``google.protobuf.Any`` -> ``(type_url, value)``."""
+    type_url, value = "", b""
+    for number, wire, v in decode_fields(buf):
+        if number == 1:
+            _expect(wire, _WIRE_LEN)
+            type_url = _text(v)
+        elif number == 2:
+            _expect(wire, _WIRE_LEN)
+            value = v
+    return type_url, value
+
+
+def encode_any(type_url: str, value: bytes) -> bytes:
+    """``google.protobuf.Any{type_url, value}`` as bytes."""
+    return field_len(1, type_url.encode()) + field_len(2, value)
+
+
+# -- queries and tickets -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FlightSqlCommand:
+    """A decoded Flight SQL command: its message name and, for ``CommandStatementQuery``, the SQL."""
+
+    name: str
+    query: str | None = None
+    raw: bytes = b""
+
+
+@dataclass(frozen=True)
+class FlightQuery:
+    """One query to run: ``kind`` is ``sql``, ``influxql`` or ``flightsql`` (then ``command`` is set)."""
+
+    database: str
+    kind: str
+    sql: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    command: FlightSqlCommand | None = None
+
+
+def decode_flight_sql_command(buf: bytes) -> FlightSqlCommand:
+    """An ``Any``-wrapped Flight SQL message -> :class:`FlightSqlCommand`.
+
+    Raises :class:`FlightSqlError` with the server's texts: ``Invalid protobuf: …`` for bytes that are no
+    ``Any``, ``Unsupported FlightSQL message type: <type_url>`` for a message it does not know.
+    """
+    try:
+        type_url, value = decode_any(buf)
+    except ProtobufError as exc:
+        raise FlightSqlError(f"Invalid protobuf: {exc}") from None
+    prefix, _, name = type_url.rpartition("/")
+    if not prefix or not name.startswith(FLIGHT_SQL_PACKAGE) or name[len(FLIGHT_SQL_PACKAGE):] not in FLIGHT_SQL_COMMANDS:
+        raise FlightSqlError(f"Unsupported FlightSQL message type: {type_url}")
+    short = name[len(FLIGHT_SQL_PACKAGE):]
+    query = None
+    if short == "CommandStatementQuery":
+        query = ""
+        try:
+            for number, wire, v in decode_fields(value):
+                if number == 1:  # string query = 1; (2 is transaction_id)
+                    _expect(wire, _WIRE_LEN)
+                    query = _text(v)
+        except ProtobufError as exc:
+            raise FlightSqlError(f"Invalid protobuf: {exc}") from None
+    return FlightSqlCommand(name=short, query=query, raw=bytes(buf))
+
+
+def encode_flight_sql_ticket(database: str, command: FlightSqlCommand) -> bytes:
+    """The ticket GetFlightInfo hands out: ``Any(ReadInfo{database, FLIGHT_SQL_MESSAGE, command})``."""
+    read_info = (field_len(1, database.encode()) + field_varint(3, QUERY_TYPE_FLIGHT_SQL)
+                 + field_len(4, command.raw))
+    return encode_any(READ_INFO_TYPE_URL, read_info)
+
+
+def decode_ticket(raw: bytes) -> FlightQuery:
+    """A DoGet ticket -> :class:`FlightQuery`, trying the server's three forms in its order.
+
+    Raises :class:`TicketError` when none applies (the server's ``Invalid ticket``).
+    """
+    try:
+        type_url, value = decode_any(raw)
+    except ProtobufError:
+        type_url, value = None, b""
+    if type_url == READ_INFO_TYPE_URL:
+        try:
+            return _decode_read_info(value)
+        except (ProtobufError, FlightSqlError, ValueError):
+            pass
+    else:
+        try:
+            return _decode_read_info(raw)
+        except (ProtobufError, FlightSqlError, ValueError):
+            pass
+    try:
+        return _decode_json_ticket(raw)
+    except ValueError:
+        raise TicketError("Invalid ticket") from None
+
+
+def _decode_read_info(buf: bytes) -> FlightQuery:
+    database = sql = ""
+    query_type = QUERY_TYPE_UNSPECIFIED
+    command = b""
+    params: dict[str, Any] = {}
+    for number, wire, v in decode_fields(buf):
+        if number == 1:
+            _expect(wire, _WIRE_LEN)
+            database = _text(v)
+        elif number == 2:
+            _expect(wire, _WIRE_LEN)
+            sql = _text(v)
+        elif number == 3:
+            _expect(wire, _WIRE_VARINT)
+            query_type = v
+        elif number == 4:
+            _expect(wire, _WIRE_LEN)
+            command = v
+        elif number == 5:
+            _expect(wire, _WIRE_VARINT)
+        elif number == 6:
+            _expect(wire, _WIRE_LEN)
+            name, value = _decode_query_param(v)
+            params[name] = value
+    if query_type == QUERY_TYPE_INFLUXQL:
+        if command:
+            raise ValueError("QueryType::InfluxQl contained non empty flightsql_command")
+        return FlightQuery(database, "influxql", sql, params)
+    if query_type == QUERY_TYPE_FLIGHT_SQL:
+        if sql:
+            raise ValueError("QueryType::FlightSqlMessage contained non empty sql_query")
+        cmd = decode_flight_sql_command(command)
+        return FlightQuery(database, "flightsql", cmd.query or "", params, cmd)
+    # unspecified, sql, and (as prost reads an unknown enum value) anything else
+    if command:
+        raise ValueError("QueryType::Sql contained non empty flightsql_command")
+    return FlightQuery(database, "sql", sql, params)
+
+
+def _decode_query_param(buf: bytes) -> tuple[str, Any]:
+    name, value, has_value = "", None, False
+    for number, wire, v in decode_fields(buf):
+        if number == 1:
+            _expect(wire, _WIRE_LEN)
+            name = _text(v)
+        elif number == 2:
+            _expect(wire, _WIRE_VARINT)
+            value, has_value = None, True
+        elif number == 3:
+            _expect(wire, _WIRE_VARINT)
+            value, has_value = bool(v), True
+        elif number == 4:
+            _expect(wire, _WIRE_VARINT)
+            value, has_value = v, True
+        elif number == 5:
+            _expect(wire, _WIRE_VARINT)
+            value, has_value = (v - (1 << 64) if v >= 1 << 63 else v), True
+        elif number == 6:
+            _expect(wire, _WIRE_I64)
+            value, has_value = struct.unpack("<d", struct.pack("<Q", v))[0], True
+        elif number == 7:
+            _expect(wire, _WIRE_LEN)
+            value, has_value = _text(v), True
+    if not has_value:
+        raise ValueError(f"query parameter {name!r} has no value")
+    return name, value
+
+
+_DATABASE_KEYS = ("database", "namespace_name", "bucket", "bucket-name")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate field `{key}`")
+        out[key] = value
+    return out
+
+
+def _json_param(value: Any) -> Any:
+    """A JSON param value as the server's ``StatementParam`` takes it: scalars only; an integer beyond
+    i64/u64 becomes a float (serde_json without ``arbitrary_precision``)."""
+    if value is None or isinstance(value, bool | str | float):
+        return value
+    if isinstance(value, int):
+        return value if _I64_MIN <= value <= _U64_MAX else float(value)
+    raise ValueError("query parameters must be null, a boolean, a number or a string")
+
+
+def _reject_constant(name: str) -> Any:
+    """serde_json has no NaN/Infinity literals."""
+    raise ValueError(f"invalid JSON value {name}")
+
+
+def _decode_json_ticket(raw: bytes) -> FlightQuery:
+    text = raw.decode("utf-8")  # UnicodeDecodeError is a ValueError
+    obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+    if not isinstance(obj, dict):
+        raise ValueError("ticket is not a JSON object")
+    names = [k for k in _DATABASE_KEYS if k in obj]
+    if len(names) != 1:
+        raise ValueError("missing or duplicate field `database`")
+    database, sql = obj[names[0]], obj.get("sql_query")
+    if not isinstance(database, str) or not isinstance(sql, str):
+        raise ValueError("`database` and `sql_query` must be strings")
+    query_type = obj.get("query_type")
+    if query_type is not None and not isinstance(query_type, str):
+        raise ValueError("`query_type` must be a string")
+    if not isinstance(obj.get("is_debug", False), bool):
+        raise ValueError("`is_debug` must be a boolean")
+    raw_params = obj.get("params", {})
+    if not isinstance(raw_params, dict):
+        raise ValueError("`params` must be an object")
+    params = {name: _json_param(value) for name, value in raw_params.items()}
+    if query_type in (None, "sql"):
+        return FlightQuery(database, "sql", sql, params)
+    if query_type == "influxql":
+        return FlightQuery(database, "influxql", sql, params)
+    raise ValueError(f"Unknown query type. Expected 'sql' or 'influxql', got {query_type}")
+
+
+# -- FlightData ----------------------------------------------------------------------------------------
+
+_DATA_HEADER_TAG = encode_varint(2 << 3 | _WIRE_LEN)
+_DATA_BODY_TAG = encode_varint(1000 << 3 | _WIRE_LEN)
+
+
+def _flight_data(header: bytes, body: bytes) -> bytes:
+    out = [_DATA_HEADER_TAG, encode_varint(len(header)), header]
+    if body:
+        out += [_DATA_BODY_TAG, encode_varint(len(body)), body]
+    return b"".join(out)
+
+
+def flight_data_messages(table: pa.Table, max_bytes: int = MAX_FLIGHT_DATA_BYTES) -> Iterator[bytes]:
+    """Encoded ``FlightData`` messages for ``table``: the schema, then its record batches (and any
+    dictionary batches) as Arrow IPC messages, batches cut to about ``max_bytes`` each."""
+    sink = pa.BufferOutputStream()
+    rows = table.num_rows
+    chunk = rows or 1
+    if rows and table.nbytes > max_bytes:
+        chunk = max(1, int(rows * max_bytes / table.nbytes))
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        for batch in table.to_batches(max_chunksize=chunk):
+            writer.write_batch(batch)
+    reader = pa.ipc.MessageReader.open_stream(sink.getvalue())
+    for message in reader:
+        yield _flight_data(message.metadata.to_pybytes(), message.body.to_pybytes() if message.body else b"")

@@ -1,0 +1,268 @@
+"""Arrow Flight and Flight SQL on the HTTP port, with the real clients against ``python -m emulator serve``.
+
+Contract: influxdb3 3.10.1 ``service_grpc_flight`` (statuses, ticket forms, database headers),
+``influxdb3/tests/server/flight.rs`` (``flight``: rows and the missing-table error), ``authz`` /
+``influxdb3_authz`` (tokens). Clients: influxdb3-python, ADBC Flight SQL, pyarrow.flight.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import time
+from collections.abc import Iterator
+
+import pyarrow as pa
+import pyarrow.flight as fl
+import pytest
+
+from emulator.flight.protocol import encode_any, field_len
+from tests.flight_clients import adbc_query, assert_flight_clients_query, grpc_message, influxdb3_query
+from tests.support import ServerProcess, start_server
+
+SQL_URL = "type.googleapis.com/arrow.flight.protocol.sql."
+# influxdb3/tests/server/flight.rs `flight`: three rows written with second precision
+FLIGHT_RS_LP = (
+    "cpu,host=s1,region=us-east usage=0.9 2998574936\n"
+    "cpu,host=s1,region=us-east usage=0.89 2998574937\n"
+    "cpu,host=s1,region=us-east usage=0.85 2998574938"
+)
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """Auth on, admin token; database ``foo`` holds flight.rs's rows."""
+    with start_server(tmp_path_factory.mktemp("flight"), auth=True) as s:
+        r = s.session.post(f"{s.url}/api/v3/write_lp", params={"db": "foo", "precision": "second"},
+                           data=FLIGHT_RS_LP, timeout=30)
+        assert r.status_code == 204, r.text
+        yield s
+
+
+@pytest.fixture(scope="module")
+def open_srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    with start_server(tmp_path_factory.mktemp("flight_open")) as s:
+        r = s.session.post(f"{s.url}/api/v3/write_lp", params={"db": "foo"}, data="m v=1i 1", timeout=30)
+        assert r.status_code == 204, r.text
+        yield s
+
+
+def client(s: ServerProcess) -> fl.FlightClient:
+    return fl.FlightClient(f"grpc://127.0.0.1:{s.port}")
+
+
+def opts(token: str | None = None, **headers: str) -> fl.FlightCallOptions:
+    pairs = [(k.replace("_", "-").encode(), v.encode()) for k, v in headers.items()]
+    if token is not None:
+        pairs.append((b"authorization", f"Bearer {token}".encode()))
+    return fl.FlightCallOptions(headers=pairs)
+
+
+def ticket(**fields: object) -> fl.Ticket:
+    return fl.Ticket(json.dumps(fields).encode())
+
+
+def statement(sql: str) -> fl.FlightDescriptor:
+    return fl.FlightDescriptor.for_command(encode_any(SQL_URL + "CommandStatementQuery", field_len(1, sql.encode())))
+
+
+def status_of(call) -> tuple[type, str]:
+    with pytest.raises((pa.ArrowException, fl.FlightError)) as info:
+        call()
+    text = str(info.value)
+    assert "Traceback" not in text and "Detail: Python" not in text
+    return type(info.value), grpc_message(info.value)
+
+
+# -- the real clients ----------------------------------------------------------------------------------
+
+
+def test_influxdb3_python_query_returns_flight_rs_rows(srv: ServerProcess) -> None:
+    table = influxdb3_query(srv.url, srv.token, "foo", "SELECT host, region, time, usage FROM cpu ORDER BY time")
+    assert table.column_names == ["host", "region", "time", "usage"]
+    assert table.column("usage").to_pylist() == [0.9, 0.89, 0.85]
+    times = [t.isoformat() for t in table.column("time").to_pylist()]
+    assert times == ["2065-01-07T17:28:56", "2065-01-07T17:28:57", "2065-01-07T17:28:58"]
+    assert table.column("host").to_pylist() == ["s1"] * 3
+
+
+def test_influxdb3_python_query_parameters_and_reader_mode(srv: ServerProcess) -> None:
+    from influxdb_client_3 import InfluxDBClient3
+
+    with InfluxDBClient3(host=srv.url, token=srv.token, database="foo") as c:
+        t = c.query("SELECT usage FROM cpu WHERE usage > $min ORDER BY usage", query_parameters={"min": 0.86})
+        assert t.column("usage").to_pylist() == [0.89, 0.9]
+        reader = c.query("SELECT count(*) AS n FROM cpu", mode="reader")
+        assert reader.read_all().column("n").to_pylist() == [3]
+
+
+def test_adbc_flight_sql_query_returns_rows_and_sql_error(srv: ServerProcess) -> None:
+    table = adbc_query(srv.port, srv.token, "foo", "SELECT host, region, time, usage FROM cpu ORDER BY time")
+    assert table.num_rows == 3 and table.column("usage").to_pylist() == [0.9, 0.89, 0.85]
+    with pytest.raises(Exception) as info:
+        adbc_query(srv.port, srv.token, "foo", "SELECT * FROM invalid_table")
+    assert "table 'public.iox.invalid_table' not found" in str(info.value)  # flight.rs `flight`
+    assert "INVALID_ARGUMENT" in str(info.value)
+
+
+def test_both_clients_agree_with_http(srv: ServerProcess) -> None:
+    assert assert_flight_clients_query(srv.port, srv.token, "foo", "SELECT * FROM cpu") == 3
+
+
+def test_without_auth_needs_no_token(open_srv: ServerProcess) -> None:
+    assert influxdb3_query(open_srv.url, None, "foo", "SELECT v FROM m").column("v").to_pylist() == [1]
+    assert adbc_query(open_srv.port, None, "foo", "SELECT v FROM m").column("v").to_pylist() == [1]
+
+
+# -- statuses (service_grpc_flight lib.rs) -------------------------------------------------------------
+
+
+def test_unknown_database_is_internal_with_the_servers_text(srv: ServerProcess) -> None:
+    kind, msg = status_of(lambda: client(srv).do_get(ticket(database="nodb", sql_query="SELECT 1"),
+                                                     opts(srv.token)).read_all())
+    assert kind is fl.FlightInternalError
+    assert msg == "Cannot retrieve database: External error: database not found: nodb"
+
+
+def test_sql_error_is_invalid_argument(srv: ServerProcess) -> None:
+    kind, msg = status_of(lambda: client(srv).do_get(ticket(database="foo", sql_query="SELECT * FROM nope"),
+                                                     opts(srv.token)).read_all())
+    assert kind is pa.ArrowInvalid
+    assert msg == "Error while logically planning query: Error during planning: table 'public.iox.nope' not found"
+
+
+def test_influxql_is_unimplemented(srv: ServerProcess) -> None:
+    kind, msg = status_of(lambda: client(srv).do_get(
+        ticket(database="foo", sql_query="SHOW MEASUREMENTS", query_type="influxql"), opts(srv.token)).read_all())
+    assert kind is pa.ArrowNotImplementedError
+    assert msg == "This feature is not implemented: InfluxQL queries (embedded engine)"
+
+
+@pytest.mark.parametrize("raw", [b"not json", b'{"database":"foo"}', b'{"database":"foo","sql_query":"x","query_type":"sql2"}',
+                                 b'{"database":"foo","bucket":"foo","sql_query":"SELECT 1"}'])
+def test_bad_ticket_is_invalid_argument_before_auth(srv: ServerProcess, raw: bytes) -> None:
+    kind, msg = status_of(lambda: client(srv).do_get(fl.Ticket(raw)).read_all())  # no token: decoded first
+    assert (kind, msg) == (pa.ArrowInvalid, "Invalid ticket. Error: Invalid ticket")
+
+
+@pytest.mark.parametrize("auth", [None, "Bearer wrong", "Basic Zm9v", "Digest abc", "Bearer "])
+def test_missing_or_unknown_token_is_unauthenticated(srv: ServerProcess, auth: str | None) -> None:
+    headers = [(b"authorization", auth.encode())] if auth is not None else []
+    kind, msg = status_of(lambda: client(srv).do_get(ticket(database="foo", sql_query="SELECT 1"),
+                                                     fl.FlightCallOptions(headers=headers)).read_all())
+    assert (kind, msg) == (fl.FlightUnauthenticatedError, "Unauthenticated")
+
+
+def test_token_schemes_like_the_server(srv: ServerProcess) -> None:
+    t = ticket(database="foo", sql_query="SELECT count(*) AS n FROM cpu")
+    basic = base64.b64encode(f"anyuser:{srv.token}".encode()).decode()
+    for auth in (f"Bearer {srv.token}", f"Token {srv.token}", f"Basic {basic}"):
+        table = client(srv).do_get(t, fl.FlightCallOptions(headers=[(b"authorization", auth.encode())])).read_all()
+        assert table.column("n").to_pylist() == [3]
+
+
+def test_expired_token_is_permission_denied(srv: ServerProcess) -> None:
+    r = srv.session.post(f"{srv.url}/api/v3/configure/token/named_admin",
+                         json={"token_name": "short", "expiry_secs": 1}, timeout=30)
+    assert r.status_code == 201, r.text
+    token = r.json()["token"]
+    t = ticket(database="foo", sql_query="SELECT 1")
+    assert client(srv).do_get(t, opts(token)).read_all().num_rows == 1
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            client(srv).do_get(t, opts(token)).read_all()
+        except fl.FlightUnauthorizedError as exc:
+            assert grpc_message(exc) == "Permission denied"
+            return
+        assert time.monotonic() < deadline, "token did not expire"
+        time.sleep(0.1)  # poll interval while the 1 s expiry passes
+
+
+def test_undecodable_flight_sql_command_is_invalid_argument(srv: ServerProcess) -> None:
+    kind, msg = status_of(lambda: client(srv).get_flight_info(fl.FlightDescriptor.for_command(b"\x0a\x09ab"),
+                                                              opts(srv.token, database="foo")))
+    assert kind is pa.ArrowInvalid and msg.startswith("Error while planning Flight SQL : Invalid protobuf: ")
+
+
+def test_handshake_returns_the_basic_password_as_bearer_token(srv: ServerProcess) -> None:
+    # lib.rs `handshake`: the payload is echoed and the password comes back as `authorization: Bearer …`
+    header = client(srv).authenticate_basic_token("anyuser", srv.token)
+    assert header == (b"authorization", f"Bearer {srv.token}".encode())
+    table = client(srv).do_get(ticket(database="foo", sql_query="SELECT 1 AS one"),
+                               fl.FlightCallOptions(headers=[header])).read_all()
+    assert table.column("one").to_pylist() == [1]
+
+
+# -- Flight SQL ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("header", ["database", "bucket", "bucket-name", "iox-namespace-name"])
+def test_flight_sql_database_headers_and_ticket(srv: ServerProcess, header: str) -> None:
+    c = client(srv)
+    info = c.get_flight_info(statement("SELECT host, usage FROM cpu ORDER BY time"),
+                             opts(srv.token, **{header.replace("-", "_"): "foo"}))
+    assert info.schema.names == ["host", "usage"]
+    assert info.total_records == -1 and len(info.endpoints) == 1 and not info.endpoints[0].locations
+    table = c.do_get(info.endpoints[0].ticket, opts(srv.token)).read_all()  # the ticket names the database
+    assert table.schema == info.schema
+    assert table.column("usage").to_pylist() == [0.9, 0.89, 0.85]
+
+
+def test_flight_sql_header_errors(srv: ServerProcess) -> None:
+    c = client(srv)
+    desc = statement("SELECT 1")
+    kind, msg = status_of(lambda: c.get_flight_info(desc, opts(srv.token)))
+    assert (kind, msg) == (pa.ArrowInvalid, "no 'database' header in request")
+    kind, msg = status_of(lambda: c.get_flight_info(desc, opts(srv.token, database="foo", bucket="bar")))
+    assert kind is pa.ArrowInvalid
+    assert msg == 'More than one headers are found in request: ["database", "bucket"]. Please include only one of them'
+    # the same name twice is fine
+    assert c.get_flight_info(desc, opts(srv.token, database="foo", bucket="foo")).schema.names == ["Int64(1)"]
+
+
+def test_flight_sql_commands_and_errors(srv: ServerProcess) -> None:
+    c = client(srv)
+    h = opts(srv.token, database="foo")
+    kind, msg = status_of(lambda: c.get_flight_info(fl.FlightDescriptor.for_command(
+        encode_any("type.googleapis.com/x.Unknown", b"")), h))
+    assert (kind, msg) == (pa.ArrowInvalid, "Error while planning Flight SQL : Unsupported FlightSQL message type: "
+                                            "type.googleapis.com/x.Unknown")
+    kind, msg = status_of(lambda: c.get_flight_info(fl.FlightDescriptor.for_command(
+        encode_any(SQL_URL + "CommandGetTables", b"")), h))
+    assert (kind, msg) == (pa.ArrowNotImplementedError,
+                           "This feature is not implemented: Flight SQL CommandGetTables (embedded engine)")
+    kind, msg = status_of(lambda: c.get_flight_info(fl.FlightDescriptor.for_path("cpu"), h))
+    assert (kind, msg) == (pa.ArrowNotImplementedError, "Unsupported message type: FlightInfo with Path")
+    kind, msg = status_of(lambda: c.get_flight_info(statement("SELECT * FROM nope"), h))
+    assert (kind, msg) == (pa.ArrowInvalid, "Error while planning query: Error during planning: "
+                                            "table 'public.iox.nope' not found")
+    kind, msg = status_of(lambda: c.get_flight_info(statement("SELECT 1"), opts("wrong", database="foo")))
+    assert (kind, msg) == (fl.FlightUnauthenticatedError, "Unauthenticated")
+    kind, msg = status_of(lambda: c.get_flight_info(statement("SELECT 1"), opts(srv.token, database="nodb")))
+    assert kind is fl.FlightInternalError and msg.endswith("database not found: nodb")
+    kind, msg = status_of(lambda: list(c.list_flights(options=h)))
+    assert (kind, msg) == (pa.ArrowNotImplementedError, "Not yet implemented: list_flights")
+
+
+# -- one port for both ---------------------------------------------------------------------------------
+
+
+def _raw_http(port: int, chunks: list[bytes]) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        for chunk in chunks:
+            s.sendall(chunk)
+            time.sleep(0.02)  # separate TCP segments, so the sniffer sees a short first read
+        return s.recv(4096)
+
+
+def test_http_requests_starting_like_the_preface_still_reach_http(open_srv: ServerProcess) -> None:
+    body = b"m v=2i 2"
+    post = (f"POST /api/v3/write_lp?db=foo HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n").encode() + body
+    assert _raw_http(open_srv.port, [post[:1], post[1:]]).startswith(b"HTTP/1.1 204")
+    # a request line that shares the preface's first bytes is HTTP, answered by aiohttp
+    answer = _raw_http(open_srv.port, [b"PRI * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"])
+    assert answer.startswith(b"HTTP/1.") and b" 400 " in answer.split(b"\r\n")[0], answer
+    assert open_srv.session.get(f"{open_srv.url}/health", timeout=5).status_code == 200
