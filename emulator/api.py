@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from emulator import jsonbody
 from emulator.errors import JSON, ApiError, text_error
 
 
@@ -44,14 +45,17 @@ class Request:
         if not (mime == "application/json" or (mime.startswith("application/") and mime.endswith("+json"))):
             raise text_error(415, "unacceptable content-type, expected: application/json")
         try:
-            return json.loads(self.body or b"")
+            return jsonbody.loads(self.body or b"")
         except ValueError as exc:
             raise text_error(400, f"serde json error: {serde_json_message(exc)}") from None
 
 
 def serde_json_message(exc: ValueError) -> str:
-    """Python's JSON error rendered in serde_json's words where they map one to one."""
+    """Python's JSON error rendered in serde_json's words where they map one to one (a
+    :class:`emulator.jsonbody.SerdeJsonError` is serde_json's text already)."""
     msg = str(exc)
+    if isinstance(exc, jsonbody.SerdeJsonError):
+        return msg
     if isinstance(exc, json.JSONDecodeError):
         if exc.msg.startswith("Unterminated string"):
             lines = exc.doc.split("\n")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emulator import PRODUCT_NAME as PRODUCT
-from emulator import REVISION, VERSION
+from emulator import REVISION, VERSION, jsonbody
 from emulator.errors import JSON, ApiError, DatabaseNotFound, QueryError, json_error, text_error
 from emulator.http.base import Request, Response, Routes, serde_json_message
 from emulator.lineprotocol import PRECISIONS, PRECISIONS_V1
@@ -111,7 +111,7 @@ def serde_body(
         obj = req.json()
     else:
         try:
-            obj = json.loads(req.body or b"")
+            obj = jsonbody.loads(req.body or b"")
         except ValueError as exc:
             raise text_error(400, f"serde json error: {serde_json_message(exc)}") from None
     line, col = _json_end_position(req.body)
@@ -321,7 +321,7 @@ class CoreRoutes:
             p = serde_query(req, {"db": str, "q": str, "format": fmt, "params": str}, ("q",))
             if "params" in p:
                 try:
-                    p["params"] = json.loads(p["params"])
+                    p["params"] = jsonbody.loads(p["params"])
                 except ValueError as exc:
                     raise text_error(400, f"serde json error: {serde_json_message(exc)}") from None
         else:

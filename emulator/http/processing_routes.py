@@ -8,10 +8,12 @@ live in :class:`emulator.processing.engine.ProcessingEngine`.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -356,31 +358,36 @@ def build_routes(pe: ProcessingEngine) -> Routes:
     def post_file(req: Request) -> Response:
         body = json_body(req, _FILE)
         target = safe_target(plugin_root(), body["plugin_name"])
-        _atomic_write(target, body["content"])
+        with _io_errors():
+            _atomic_write(target, body["content"])
         return Response.empty(200)
 
     def put_file(req: Request) -> Response:
         body = json_body(req, _FILE)
-        _atomic_write(trigger_file(body["plugin_name"]), body["content"])
+        target = trigger_file(body["plugin_name"])
+        with _io_errors():
+            _atomic_write(target / "__init__.py" if target.is_dir() else target, body["content"])
         return Response.empty(200)
 
     def put_directory(req: Request) -> Response:
         body = json_body(req, _DIRECTORY)
         target = trigger_file(body["plugin_name"])
         root = plugin_root()
-        staging = Path(tempfile.mkdtemp(prefix=".upload-", dir=root))
-        try:
-            for entry in body["files"]:
-                _atomic_write(safe_target(staging, entry["relative_path"]), entry["content"])
-            backup = target.with_name(target.name + ".old")
-            if target.exists():
-                target.rename(backup)
-            staging.rename(target)
-            if backup.exists():
-                shutil.rmtree(backup) if backup.is_dir() else backup.unlink()
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging)
+        with _io_errors():
+            staging = Path(tempfile.mkdtemp(prefix=".upload-", dir=root))
+            try:
+                for entry in body["files"]:
+                    _atomic_write(safe_target(staging, entry["relative_path"]), entry["content"])
+                backup = target.with_name(target.name + ".old")
+                if target.exists():
+                    target.rename(backup)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                staging.rename(target)
+                if backup.exists():
+                    shutil.rmtree(backup) if backup.is_dir() else backup.unlink()
+            finally:
+                if staging.exists():
+                    shutil.rmtree(staging)
         return Response.empty(200)
 
     def test_wal(req: Request) -> Response:
@@ -436,8 +443,35 @@ def build_routes(pe: ProcessingEngine) -> Routes:
     }
 
 
+@contextmanager
+def _io_errors() -> Iterator[None]:
+    """A failed file operation answers as the server's: 500 ``Processing engine error: plugin error: reading
+    plugin file: <io::Error>`` (``PluginError::ReadPluginError`` wraps every std::io::Error of the plugin
+    file routes, influxdb3_processing_engine ``lib.rs`` ``create_plugin_file``; Rust prints an OS error as
+    ``<strerror> (os error <n>)``), e.g. a 300-character name: ``File name too long (os error 36)``."""
+    try:
+        yield
+    except OSError as exc:
+        raise text_error(500, f"Processing engine error: plugin error: reading plugin file: {io_error_text(exc)}"
+                         ) from None
+
+
+def io_error_text(exc: OSError) -> str:
+    """``exc`` as Rust's ``std::io::Error`` Display prints an OS error."""
+    if exc.errno is None:
+        return str(exc)
+    return f"{os.strerror(exc.errno)} (os error {exc.errno})"
+
+
 def _atomic_write(path: Path, content: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(content, encoding="utf-8")
-    tmp.replace(path)
+    # a short temporary name: a name near the file system's limit still fits once, as the server writes it
+    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(content)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -126,14 +126,16 @@ def resolve_plugin(plugin_dir: Path | None, filename: str, *, plugin_repo: str |
         raise traversal
     root = plugin_dir.resolve()
     candidate = plugin_dir / rel
-    if candidate.exists():
+    # os.path's checks, like Rust's Path::exists, are false on any error (a 300-character name included)
+    exists = os.path.exists(candidate)
+    if exists:
         real = candidate.resolve()
         if real != root and root not in real.parents:
             raise traversal
-    if not candidate.exists():
+    if not exists:
         raise PluginError(f"reading plugin file: Plugin not found: {plugin_dir}/{filename}")
-    if candidate.is_dir():
-        if not (candidate / "__init__.py").is_file():
+    if os.path.isdir(candidate):
+        if not os.path.isfile(candidate / "__init__.py"):
             raise PluginError("Multi-file plugin directory must contain __init__.py")
         return PluginSource(filename, candidate, is_package=True)
     return PluginSource(filename, candidate)

@@ -41,3 +41,72 @@ def test_query_sql_tables_m_and_upper_m_and_a_dot_b(server: Server, db: str) -> 
     for q, want in (("SELECT v FROM m", 1.0), ('SELECT v FROM "M"', 2.0), ('SELECT v FROM "a.b"', 3.0)):
         r = server.session.get(f"{server.url}/api/v3/query_sql", params={"db": db, "q": q})
         assert (r.status_code, r.json()) == (200, [{"v": want}]), q
+
+
+# ---------------------------------------------------------------------------------------------- item 6
+#: bodies Python's json took (or crashed on) and serde_json refuses, with serde_json 1.0's texts and positions
+#: (src/error.rs Display, src/read.rs / src/de.rs positions); the server answers 400 ``serde json error: …``
+_SERDE_REFUSALS = [
+    (b"[" * 5000, "recursion limit exceeded at line 1 column 128"),
+    (b'{"db":' * 5000 + b"1" + b"}" * 5000, "recursion limit exceeded at line 1 column 763"),
+    (b'{"db":"\\ud800"}', "unexpected end of hex escape at line 1 column 14"),
+    (b'{"db":"\\udc00"}', "lone leading surrogate in hex escape at line 1 column 13"),
+    (b'{"db":"\\ud800\\u0041"}', "lone leading surrogate in hex escape at line 1 column 19"),
+    (b'\xef\xbb\xbf{"db":"x"}', "expected value at line 1 column 1"),
+    ('{"db":"x"}'.encode("utf-16"), "expected value at line 1 column 1"),
+    ('{"db":"x"}'.encode("utf-16-le"), "key must be a string at line 1 column 2"),
+    ('{"db":"x"}'.encode("utf-32"), "expected value at line 1 column 1"),
+    (b'{"db":"\xff"}', "invalid unicode code point at line 1 column 9"),
+    (b'{"db":"a\x01"}', "control character (\\u0000-\\u001F) found while parsing a string at line 1 column 9"),
+    (b'{"db":"x",}', "trailing comma at line 1 column 11"),
+    (b'{"db":1e400}', "number out of range at line 1 column 11"),
+]
+
+
+@pytest.mark.parametrize(("body", "text"), _SERDE_REFUSALS, ids=[t.split(" at ")[0] for _, t in _SERDE_REFUSALS])
+@pytest.mark.parametrize("path", ["/api/v3/configure/database", "/api/v3/configure/processing_engine_trigger",
+                                  "/api/v3/plugin_test/wal", "/api/v3/query_sql"])
+def test_json_routes_answer_serde_json_refusals(server: Server, path: str, body: bytes, text: str) -> None:
+    r = server.session.post(f"{server.url}{path}", data=body, headers={"Content-Type": "application/json"})
+    assert (r.status_code, r.text) == (400, f"serde json error: {text}")
+
+
+def test_query_sql_params_string_is_read_by_serde_json(server: Server, db: str) -> None:
+    r = server.session.get(f"{server.url}/api/v3/query_sql",
+                           params={"db": db, "q": "SELECT 1", "params": '{"a":"\\ud800"}'})
+    assert (r.status_code, r.text) == (400, "serde json error: unexpected end of hex escape at line 1 column 13")
+    r = server.session.get(f"{server.url}/api/v3/query_sql",
+                           params={"db": db, "q": "SELECT 1", "params": "[" * 200})
+    assert (r.status_code, r.text) == (400, "serde json error: recursion limit exceeded at line 1 column 128")
+
+
+def test_300_character_plugin_filename(tmp_path: Path) -> None:
+    """A name over the file system's 255-byte limit: Rust's ``Path::exists`` is false on the error (Plugin not
+    found), a write fails with the OS error in the server's words (influxdb3_processing_engine ``lib.rs``)."""
+    from tests.support import start_server
+
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    name = "p" * 300 + ".py"
+    with start_server(tmp_path, plugin_dir=plugins) as srv:
+        assert srv.session.post(f"{srv.url}/api/v3/configure/database", json={"db": "d"}).status_code == 200
+        not_found = f"Plugin error: reading plugin file: Plugin not found: {plugins}/{name}"
+        r = srv.session.post(f"{srv.url}/api/v3/plugin_test/wal",
+                             json={"filename": name, "database": "d", "input_lp": "m f=1"})
+        assert (r.status_code, r.text) == (500, not_found)
+        r = srv.session.post(f"{srv.url}/api/v3/plugin_test/schedule",
+                             json={"filename": name, "database": "d", "schedule": "* * * * * *"})
+        assert (r.status_code, r.text) == (500, not_found)
+        r = srv.session.post(f"{srv.url}/api/v3/configure/processing_engine_trigger", json={
+            "db": "d", "plugin_filename": name, "trigger_name": "t", "trigger_specification": "every:1h",
+            "disabled": False, "trigger_settings": {"run_async": False, "error_behavior": "log"}})
+        assert (r.status_code, r.text) == (500, not_found)
+        r = srv.session.post(f"{srv.url}/api/v3/plugins/files", json={"plugin_name": name, "content": "x = 1"})
+        assert (r.status_code, r.text) == (
+            500, "Processing engine error: plugin error: reading plugin file: File name too long (os error 36)")
+        r = srv.session.post(f"{srv.url}/api/v3/plugins/files", json={"plugin_name": ".", "content": "x = 1"})
+        assert (r.status_code, r.text) == (
+            500, "Processing engine error: plugin error: reading plugin file: Is a directory (os error 21)")
+        assert list(plugins.iterdir()) == [plugins / ".venv"] or not any(
+            p.name.startswith(".tmp") for p in plugins.iterdir())
+        assert "internal error" not in srv.log_path.read_text()
