@@ -306,3 +306,25 @@ def parse_serve_args(argv: Sequence[str], env: Mapping[str, str] | None = None) 
         snapshotted_wal_files_to_keep=keep,
         repair_damaged_files=ns.repair_damaged_files,
     )
+
+
+def cli_params(cfg: ServeConfig) -> dict[str, str]:
+    """The serve settings as flag name -> value, for ``_internal``'s ``system.nodes.cli_params`` (the core masks
+    sensitive ones). The server records the flags the user gave; here the settings that differ from the
+    defaults, plus ``node-id`` and ``object-store``."""
+    out = {"node-id": cfg.node_id, "object-store": cfg.object_store}
+    if cfg.data_dir is not None:
+        out["data-dir"] = str(cfg.data_dir)
+    if cfg.plugin_dir is not None:
+        out["plugin-dir"] = str(cfg.plugin_dir)
+    if cfg.http_bind != "0.0.0.0:8181":
+        out["http-bind"] = cfg.http_bind
+    if cfg.without_auth:
+        out["without-auth"] = "true"
+    if cfg.admin_token_file is not None:
+        out["admin-token-file"] = str(cfg.admin_token_file)
+    if cfg.disable_authz:
+        out["disable-authz"] = ",".join(sorted(cfg.disable_authz))
+    if cfg.log_filter != "info":
+        out["log-filter"] = cfg.log_filter
+    return out

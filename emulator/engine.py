@@ -23,6 +23,7 @@ import operator
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,10 +49,19 @@ from emulator.catalog import (
     too_many_tables_text,
     validate_db_name,
 )
-from emulator.errors import ApiError, DamagedFileError, DatabaseNotFound, json_error, not_found, text_error
+from emulator.errors import (
+    ApiError,
+    DamagedFileError,
+    DatabaseNotFound,
+    QueryError,
+    json_error,
+    not_found,
+    text_error,
+)
 from emulator.lineprotocol import LineError, ParsedLine
 from emulator.query import QueryRunner, SystemTableProvider
 from emulator.storage import Storage, arrow_schema
+from emulator.systables import CoreSystemTables, QueryLog
 from emulator.wal import (
     SetAside,
     SnapshotTracker,
@@ -370,6 +380,12 @@ class Engine:
         self.storage = self._load_storage()
         self.wal = Wal(None)
         self.queries = QueryRunner()
+        self.query_log = QueryLog()
+        self.instance_id = str(uuid.uuid4())
+        self.started_at_ms = int(time.time() * 1000)
+        #: the serve flags shown (secrets masked) in ``_internal``'s ``system.nodes``; set by the server
+        self.cli_params: dict[str, str] = {}
+        CoreSystemTables(self, parse_retention).register(self.queries.register_system_table)
         self._listeners: list[tuple[FlushListener, Callable[[str], bool] | None]] = []
         self._queue_lock = threading.Lock()
         self._batch = _Batch()
@@ -782,10 +798,12 @@ class Engine:
 
     # ------------------------------------------------------------------ queries
     def query(self, db: str, sql: str, params: Mapping[str, Any] | None = None, *,
-              schema_only: bool = False) -> pa.Table:
+              schema_only: bool = False, query_type: str = "sql") -> pa.Table:
         """Run SQL against ``db``. Raises DatabaseNotFound or QueryError (DataFusion's text).
 
-        ``schema_only``: plan only and return an empty table with the result's schema."""
+        ``schema_only``: plan only and return an empty table with the result's schema. The query is logged in
+        ``system.queries`` under ``query_type`` (``sql`` for HTTP; a transport may pass its own, e.g.
+        ``flightsql``) once it has been planned; a schema-only planning is not logged."""
         with self.catalog.lock:
             d = self.catalog.get_db(db)
             if d is None:
@@ -793,7 +811,20 @@ class Engine:
             retention = self._retention_ns(d)
             lock = self.catalog.lock
             getters = {name: _TableGetter(self.storage, d.id, t, retention, lock) for name, t in d.tables.items()}
-        return self.queries.run(db, getters, sql, params, schema_only=schema_only)
+        if schema_only:
+            return self.queries.run(db, getters, sql, params, schema_only=True)
+        entry = self.query_log.start(query_type, sql)
+        self.query_log.running(entry)  # a query sees itself as running in system.queries
+        try:
+            result = self.queries.run(db, getters, sql, params)
+        except QueryError as exc:
+            self.query_log.remove(entry)
+            if exc.kind != "plan":  # a query that was never planned is not logged (system_tables.rs)
+                self.query_log.finish(entry, success=False)
+            raise
+        self.query_log.remove(entry)
+        self.query_log.finish(entry, success=True)
+        return result
 
     def _retention_ns(self, db: DatabaseDef) -> int | None:
         if not db.retention_period:

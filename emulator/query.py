@@ -83,6 +83,19 @@ def _register(ctx: SessionContext, name: str, table: pa.Table) -> None:
     ctx.register_record_batches(name, [batches])
 
 
+_SHOW_TABLES = re.compile(r"\s*show\s+tables\s*;?\s*", re.IGNORECASE)
+#: the server lists tables sorted by name within ``iox`` then ``system``, then DataFusion's
+#: information_schema views in its own order (query.rs ``api_v3_query_show_tables_ordering`` snapshot);
+#: DataFusion's in-memory schemas here list in hash order, so SHOW TABLES is planned with that order
+_SHOW_TABLES_SQL = (
+    "SELECT table_catalog, table_schema, table_name, table_type FROM information_schema.tables ORDER BY "
+    "CASE table_schema WHEN 'iox' THEN 0 WHEN 'system' THEN 1 ELSE 2 END, "
+    "CASE WHEN table_schema = 'information_schema' THEN CASE table_name WHEN 'tables' THEN 0 "
+    "WHEN 'views' THEN 1 WHEN 'columns' THEN 2 WHEN 'df_settings' THEN 3 WHEN 'schemata' THEN 4 "
+    "WHEN 'routines' THEN 5 WHEN 'parameters' THEN 6 ELSE 7 END ELSE 0 END, table_name"
+)
+
+
 class QueryRunner:
     """Builds a session per query over tables supplied by the caller, plus the system tables."""
 
@@ -120,6 +133,8 @@ class QueryRunner:
                 # not named in the statement: an empty stand-in keeps planning errors identical
                 _register(ctx, quote_ident(name), get_schema_only(get))
         self._register_system(ctx, db, lowered, discovery)
+        if _SHOW_TABLES.fullmatch(sql):
+            sql = _SHOW_TABLES_SQL
         try:
             df = ctx.sql_with_options(sql.replace("\x00", _NUL_STAND_IN), _SQL_OPTIONS,
                                       param_values=dict(params) if params else None)

@@ -297,6 +297,8 @@ def _json_values(column: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
         return _json_string(column)
     if pa.types.is_null(t):
         return pa.nulls(len(column), pa.string())
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return _python_map(column, lambda v: json.dumps(v, ensure_ascii=False, separators=(",", ":")))
     return _python_map(column, lambda v: json.dumps(str(v), ensure_ascii=False))
 
 
@@ -312,6 +314,9 @@ def _display_values(column: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
         return _float_text(column, ryu_float)
     if pa.types.is_null(t):
         return pa.nulls(len(column), pa.string())
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        # arrow-cast shows a list as ``[a, b]`` (system.nodes ``mode``, system.last_caches columns)
+        return _python_map(column, lambda v: "[" + ", ".join("" if x is None else str(x) for x in v) + "]")
     return column.cast(pa.string())
 
 

@@ -313,6 +313,12 @@ class Storage:
                 buf.pending.append((tuple(names), rows, num_rows))
                 buf.pending_rows += num_rows
 
+    def snapshot_files(self, db_id: int, table_id: int) -> list[SnapshotFile]:
+        """The Parquet snapshot files of one table (``system.parquet_files``)."""
+        with self.lock:
+            buf = self._tables.get((db_id, table_id))
+            return [] if buf is None else list(buf.files)
+
     @property
     def buffered_rows(self) -> int:
         """Rows held in memory (pending plus cached; an upper bound before deduplication)."""

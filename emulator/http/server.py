@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl
 from aiohttp import hdrs, web
 
 from emulator.auth import TokenFileError, TokenStore, extract_token
-from emulator.config import ServeConfig, log_level
+from emulator.config import ServeConfig, cli_params, log_level
 from emulator.errors import ApiError, DamagedFileError, json_error, text_error
 from emulator.flight.mux import MuxSite
 from emulator.flight.service import FlightServer
@@ -142,14 +142,25 @@ class HttpServer:
             return data
         if encoding != "gzip":
             raise text_error(400, f"unacceptable content-encoding: {encoding}")
+        # a body of several gzip members decodes to their concatenation, as the server's decoder does
+        # (influxdb3_server tests.rs test_write_lp_with_multi_member_gzip / _with_empty_gzip_member)
+        parts: list[bytes] = []
+        size = 0
+        rest = data
         try:
-            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            out = d.decompress(data, limit + 1)
+            while True:
+                d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                out = d.decompress(rest, limit + 1 - size)
+                size += len(out)
+                parts.append(out)
+                if size > limit:
+                    raise too_big
+                rest = d.unused_data
+                if not rest or not d.eof:
+                    break
         except zlib.error as exc:
             raise text_error(400, f"error decoding gzip stream: {exc}") from None
-        if len(out) > limit:
-            raise too_big
-        return out
+        return b"".join(parts)
 
     def _to_web(self, resp: Response, *, method: str, matched: str) -> web.Response:
         headers = {"cluster-uuid": self.cluster_uuid}
@@ -331,6 +342,7 @@ async def serve(cfg: ServeConfig) -> None:
                         snapshotted_wal_files_to_keep=cfg.snapshotted_wal_files_to_keep,
                         repair_damaged_files=cfg.repair_damaged_files)
         engine.open()
+        engine.cli_params = cli_params(cfg)
     except DamagedFileError as exc:
         raise StartupError(f"cannot start: {exc}. Start once with --repair-damaged-files to move it aside "
                            "(rows lost are logged), see README 'Damaged data files'") from None

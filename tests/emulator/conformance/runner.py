@@ -179,7 +179,7 @@ class InProcessServer:
         from aiohttp import web
 
         from emulator.auth import TokenStore
-        from emulator.config import ServeConfig
+        from emulator.config import ServeConfig, cli_params
         from emulator.engine import Engine
         from emulator.http.core_routes import CoreContext, CoreRoutes, Metrics
         from emulator.http.server import HttpServer, load_processing
@@ -195,7 +195,7 @@ class InProcessServer:
                 p.write_text(text, encoding="utf-8")
         kinds = set(options.get("restrict", ["wal", "schedule", "request"]))
         cfg = ServeConfig(
-            node_id="conformance",
+            node_id="test-server",
             data_dir=None,
             object_store="memory",
             plugin_dir=plugin_dir,
@@ -209,6 +209,7 @@ class InProcessServer:
         )
         self.engine = Engine(None, wal_flush_interval=cfg.wal_flush_interval, node_id=cfg.node_id)
         self.engine.open()
+        self.engine.cli_params = cli_params(cfg)
         self.token: str | None = None
         tokens = None
         if options.get("auth"):
