@@ -296,16 +296,20 @@ class CoreRoutes:
         if not req.query_string:
             raise text_error(400, "missing query parameter 'db'")
         p = serde_query(req, {"db": str, "rp": str, "precision": self._v1_precision(), "p": str}, ("db",))
-        db = p["db"]
-        if p.get("rp"):
-            db = f"{db}/{p['rp']}"
+        db = v1_database(p["db"], p.get("rp"))
         return self._write(db, req, precision=p.get("precision", "ns"), accept_partial=False, no_sync=False)
 
     def write_v2(self, req: Request) -> Response:
+        """POST /api/v2/write; every error as ``{"code","message"}``, the message naming the cause as the
+        server's ``Display`` does (influxdb3_server ``http.rs`` ``V2WriteApiError``; iox_http ``single_tenant``
+        ``parse_v2``: no query string ``no org/bucket destination provided``, no or empty bucket ``missing
+        bucket value``)."""
         try:
             if not req.query_string:
-                raise text_error(400, "missing query parameter 'bucket'")
-            p = serde_query(req, {"bucket": str, "org": str, "precision": self._v1_precision()}, ("bucket",))
+                raise text_error(400, "no org/bucket destination provided")
+            p = serde_query(req, {"bucket": str, "org": str, "precision": self._v1_precision()}, ())
+            if not p.get("bucket"):
+                raise text_error(400, "missing bucket value")
             return self._write(
                 p["bucket"], req, precision=p.get("precision", "ns"), accept_partial=False, no_sync=False
             )
@@ -466,17 +470,38 @@ def _rows_table(rows: list[dict[str, Any]], show_deleted: bool) -> Any:
     return pa.table(cols)
 
 
+EMPTY_WRITE_TEXT = "incoming write was empty"
 _V2_CODES = {400: "invalid", 401: "unauthorized", 403: "forbidden", 404: "not found", 413: "request too large"}
 
 
+def v1_database(db: str, rp: str | None) -> str:
+    """The database a v1 write goes to: ``rp`` is lower-cased; empty, ``''``, ``autogen`` and ``default`` mean
+    no retention policy (``db``), any other name ``db/rp`` (iox_http ``write/v1.rs`` ``RetentionPolicy``,
+    ``single_tenant::parse_v1``)."""
+    if rp is None:
+        return db
+    rp = rp.lower()
+    if rp in ("", "''", "autogen", "default"):
+        return db
+    return f"{db}/{rp}"
+
+
 def v2_error(err: ApiError) -> ApiError:
-    """Re-shape an error as the v2 write API's ``{"code","message"}``."""
+    """Re-shape an error as the v2 write API's ``{"code","message"}``; ``message`` is the server's ``Display``
+    of the error: a rejected line ``write buffer error: line protocol parse failed: <cause>`` (write.rs
+    ``api_v2_write_*``; issue 10 item 6), an empty body ``write buffer error: incoming write was empty``."""
     message = err.text
     if err.content_type == JSON:
         try:
-            message = json.loads(err.body).get("error", message)
+            obj = json.loads(err.body)
+            message = obj.get("error", message)
+            data = obj.get("data")
+            if message == "line protocol parsing error" and isinstance(data, dict):
+                message = f"write buffer error: line protocol parse failed: {data.get('error_message', '')}"
         except (ValueError, AttributeError):
             message = err.text
+    elif message == EMPTY_WRITE_TEXT:
+        message = f"write buffer error: {EMPTY_WRITE_TEXT}"
     code = _V2_CODES.get(err.status, "internal error" if err.status >= 500 else "invalid")
     body = json.dumps({"code": code, "message": message}, separators=(",", ":"))
     return ApiError(err.status, body, JSON)

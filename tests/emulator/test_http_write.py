@@ -172,3 +172,58 @@ def test_same_series_and_time_merges_fields(server: Server, db: str) -> None:
     assert server.session.post(url, data="web,host=h2 a=24.0,b=7.0 1700000000").status_code == 204
     assert server.session.post(url, data="web,host=h2 a=15.0 1700000000").status_code == 204
     assert _rows(server, db, "SELECT a, b, host FROM web") == [{"a": 15.0, "b": 7.0, "host": "h2"}]
+
+
+def test_v2_write_error_message_names_the_cause(server: Server, db: str) -> None:
+    # influxdb3_server http.rs V2WriteApiError: the message is the error's Display (issue 10 item 6)
+    url = f"{server.url}/api/v2/write"
+    r = server.session.post(f"{url}?bucket={db}", data="cpu,host=a val= 1")
+    assert (r.status_code, r.json()) == (400, {
+        "code": "invalid", "message": "write buffer error: line protocol parse failed: No fields were provided"})
+    r = server.session.post(f"{url}?bucket={db}", data="")
+    assert (r.status_code, r.json()) == (400, {
+        "code": "invalid", "message": "write buffer error: incoming write was empty"})
+    r = server.session.post(url, data="m f=1")
+    assert (r.status_code, r.json()) == (400, {"code": "invalid", "message": "no org/bucket destination provided"})
+    r = server.session.post(f"{url}?org=o", data="m f=1")
+    assert (r.status_code, r.json()) == (400, {"code": "invalid", "message": "missing bucket value"})
+
+
+def test_v1_write_rp_autogen_default_and_empty_mean_no_rp(server: Server, db: str) -> None:
+    # iox_http write/v1.rs RetentionPolicy: rp lower-cased; "", "''", autogen and default are no rp
+    for rp in ("autogen", "AUTOGEN", "default", "", "''"):
+        r = server.session.post(f"{server.url}/write", params={"db": db, "rp": rp, "precision": "s"},
+                                data="m f=1i 1700000000")
+        assert (r.status_code, r.content) == (204, b""), rp
+    assert _rows(server, db, "SELECT count(*) AS n FROM m") == [{"n": 1}]
+    names = [d["iox::database"] for d in server.session.get(
+        f"{server.url}/api/v3/configure/database", params={"format": "json"}).json()]
+    assert not [n for n in names if n.startswith(f"{db}/")]
+
+
+def test_v1_write_named_rp_is_lower_cased_into_the_database_name(server: Server, db: str) -> None:
+    r = server.session.post(f"{server.url}/write", params={"db": db, "rp": "Weekly"}, data="m f=1i 1")
+    assert r.status_code == 204
+    try:
+        assert _rows(server, f"{db}/weekly", "SELECT f FROM m") == [{"f": 1}]
+    finally:
+        server.session.delete(f"{server.url}/api/v3/configure/database", params={"db": f"{db}/weekly"})
+
+
+def test_write_timestamp_out_of_range_for_precision_is_rejected(server: Server, db: str) -> None:
+    # influxdb3_types Precision::to_nanos (checked since 3.6): ns timestamps sent with precision=ms
+    r = server.session.post(f"{server.url}/api/v3/write_lp?db={db}&precision=ms",
+                            data="cpu,host=a usage=0.5 1700000000000000000\ncpu,host=a usage=0.6 1700000000000")
+    assert r.status_code == 400
+    assert r.json() == {"error": "partial write of line protocol occurred", "data": [{
+        "error_message": "timestamp, 1700000000000000000, out of range for precision: Millisecond",
+        "line_number": 1, "original_line": "cpu,host=a usage=0.5"}]}
+    assert _rows(server, db, "SELECT usage FROM cpu") == [{"usage": 0.6}]
+
+
+def test_write_duplicate_field_is_rejected_naming_it(server: Server, db: str) -> None:
+    r = server.session.post(f"{server.url}/api/v3/write_lp?db={db}&accept_partial=false",
+                            data="cpu,host=a usage=0.5,usage=0.6")
+    assert r.status_code == 400
+    assert r.json()["data"]["error_message"] == "invalid line protocol - multiple instances of 'usage' field found"
+    _assert_no_rows(server, db, "cpu")
