@@ -86,8 +86,10 @@ def extract_token(authorization: str | None, p_param: str | None) -> str | None:
         decoded = base64.b64decode(value, validate=True).decode()
     except (binascii.Error, UnicodeDecodeError):
         raise auth_error(400, MALFORMED) from None
-    _user, sep, token = decoded.partition(":")
-    if not sep:
+    # split at the LAST colon; a colon left in the user part is malformed (influxdb3_server http.rs
+    # token_part_as_bytes; http/tests.rs test_basic_auth_token_should_not_allow_colon_in_username)
+    user, sep, token = decoded.rpartition(":")
+    if not sep or ":" in user:
         raise auth_error(400, MALFORMED)
     return token
 
