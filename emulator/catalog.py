@@ -347,9 +347,19 @@ class Catalog:
             self.save()
             return db
 
+    def deleted_db(self, name: str) -> DatabaseDef | None:
+        """The soft-deleted database now named ``name`` (``<db>-<time>``), if any."""
+        with self.lock:
+            return next((d for d in self._dbs.values() if d.deleted and d.name == name), None)
+
     def _require_db(self, name: str) -> DatabaseDef:
+        """The live database ``name``; 409 ``attempted to modify resource that was already deleted: <name>``
+        for a soft-deleted one (influxdb3_catalog v3 ``require_active_db``, CatalogError ``AlreadyDeleted``
+        answered 409 by the server), else 404."""
         db = self.get_db(name)
         if db is None:
+            if self.deleted_db(name) is not None:
+                raise text_error(409, f"attempted to modify resource that was already deleted: {name}")
             raise not_found(name)
         return db
 

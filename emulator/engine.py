@@ -519,6 +519,9 @@ class Engine:
         if not body:
             raise text_error(400, EMPTY_WRITE)
         validate_db_name(db)
+        if self.catalog.get_db(db) is None and self.catalog.deleted_db(db) is not None:
+            # influxdb3_write validator.rs WriteValidator::initialize (write_buffer Error::DatabaseDeleted)
+            raise json_error(400, f"cannot write to soft-deleted database '{db}' - it is marked for deletion")
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
         now = time.time_ns() if default_time_ns is None else default_time_ns
         with lineprotocol.paused_gc():  # parsed lines hold no cycles (see paused_gc)
@@ -852,7 +855,8 @@ class Engine:
             if show_deleted:
                 row["deleted"] = d.deleted
             rows.append(row)
-        rows.sort(key=lambda r: r["iox::database"])
+        # live databases first, then by name (influxdb3_query_executor ``show_databases``)
+        rows.sort(key=lambda r: (bool(r.get("deleted", False)), r["iox::database"]))
         return rows
 
     def update_database(self, name: str, retention_period: str | None) -> None:

@@ -165,3 +165,28 @@ def test_delete_unknown_table_is_404(server: Server, db: str) -> None:
     assert r.status_code == 404
     r = server.session.delete(server.url + TABLE_URL, params={"db": "no_such_db", "table": "nope"})
     assert r.status_code == 404
+
+
+def test_operations_on_a_soft_deleted_database(server, db) -> None:
+    # the soft-deleted database keeps its new name `<db>-<time>`: writes to it are refused (influxdb3_write
+    # validator.rs DatabaseDeleted), deleting it again or changing its retention is 409 AlreadyDeleted
+    # (influxdb3_catalog require_active_db / SoftDeleteDatabaseOp), as the server answers them
+    base = server.url
+    assert server.session.post(f"{base}/api/v3/write_lp", params={"db": db}, data="t f=1i 1").status_code == 204
+    assert server.session.delete(f"{base}/api/v3/configure/database", params={"db": db}).status_code == 200
+    listing = server.session.get(f"{base}/api/v3/configure/database",
+                                 params={"format": "json", "show_deleted": "true"}).json()
+    gone = next(d["iox::database"] for d in listing if d["iox::database"].startswith(f"{db}-"))
+    flags = [d["deleted"] for d in listing]
+    assert flags == sorted(flags)  # live databases first, then the deleted ones (each group by name)
+    assert {"iox::database": gone, "deleted": True} in listing
+    r = server.session.post(f"{base}/api/v3/write_lp", params={"db": gone}, data="t f=1i 2")
+    assert (r.status_code, r.json()) == (400, {
+        "error": f"cannot write to soft-deleted database '{gone}' - it is marked for deletion"})
+    r = server.session.delete(f"{base}/api/v3/configure/database", params={"db": gone})
+    assert (r.status_code, r.text) == (409, f"attempted to modify resource that was already deleted: {gone}")
+    r = server.session.put(f"{base}/api/v3/configure/database", json={"db": gone, "retention_period": "1d"})
+    assert (r.status_code, r.text) == (409, f"attempted to modify resource that was already deleted: {gone}")
+    names = [d["iox::database"] for d in server.session.get(
+        f"{base}/api/v3/configure/database", params={"format": "json"}).json()]
+    assert gone not in names  # the refused write created nothing
