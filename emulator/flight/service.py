@@ -33,7 +33,10 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import os
+import secrets
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -311,10 +314,13 @@ class FlightService:
 
 
 class FlightServer:
-    """The Flight service on a private unix socket (a fresh 0700 temp dir), for the HTTP port's mux.
+    """The Flight service on a private unix socket, for the HTTP port's mux.
 
-    ``start()`` returns the socket path; ``stop()`` ends running calls (after ``grace`` seconds) and
-    removes the directory.
+    On Linux the socket is in the abstract namespace (``\\0influxdb3-flight-<pid>-<random>``: nothing on
+    disk, gone with the process even after a SIGKILL); elsewhere it is ``flight.sock`` in a fresh 0700
+    temp dir. Either way it is no more reachable than the HTTP port, and every call is authenticated.
+    ``start()`` returns the path as ``asyncio``'s ``create_unix_connection`` takes it; ``stop()`` ends
+    running calls (after ``grace`` seconds) and removes the directory, if any.
     """
 
     def __init__(self, engine: Any, tokens: Any | None, *, workers: int = 16):
@@ -326,17 +332,22 @@ class FlightServer:
         self.socket_path: str | None = None
 
     def start(self) -> str:
-        self._dir = Path(tempfile.mkdtemp(prefix="influxdb3-flight-"))
-        path = str(self._dir / "flight.sock")
+        if sys.platform.startswith("linux"):
+            name = f"influxdb3-flight-{os.getpid()}-{secrets.token_hex(8)}"
+            address, path = f"unix-abstract:{name}", "\0" + name
+        else:
+            self._dir = Path(tempfile.mkdtemp(prefix="influxdb3-flight-"))
+            path = str(self._dir / "flight.sock")
+            address = f"unix:{path}"
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="flight")
         server = grpc.server(
             self._pool,
             handlers=[self.service.handler()],
             options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)],
         )
-        if server.add_insecure_port(f"unix:{path}") == 0:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            raise OSError(f"cannot listen on {path}")
+        if server.add_insecure_port(address) == 0:
+            self.stop()
+            raise OSError(f"cannot listen on {address}")
         server.start()
         self._server, self.socket_path = server, path
         return path
