@@ -845,8 +845,9 @@ def _write_pr(influxdb3_local, cfg, log, pr, in_gh, has_files, skipped):
 
 
 def _run(influxdb3_local, cfg, log):
-    """Collect one repository (cfg from `_for_target`) and write. Returns (summary dict, error text or None);
-    complete PRs (line counts and every listed file) are written either way."""
+    """Collect one repository (cfg from `_for_target`) and write. Returns (summary dict, error text or None,
+    epoch second until which GitHub's rate limit is exhausted or None); complete PRs (line counts and every
+    listed file) are written either way."""
     gh = _GitHub(cfg, log)
     known = _known_prs(influxdb3_local, cfg, log)
     with_files = _recorded_files(influxdb3_local, cfg, log)
