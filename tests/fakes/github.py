@@ -376,11 +376,17 @@ class FakeGitHub(FakeServer):
         return Response.json(items, 200, out)
 
     def _links(self, request: Request, page: int, last: int) -> str:
-        """GitHub's Link header for `page` of `last` (prev/first before next/last), "" for a single page."""
+        """GitHub's Link header for `page` of `last` (prev/first before next/last), "" for a single page.
+
+        Absolute URLs on the host the client asked (its Host header), as GitHub links to its own public name:
+        a client in a container reaches the fake by another name than 127.0.0.1."""
+        host = request.headers.get("host", "").strip()
+        base = f"http://{host}" if host and not any(c in host for c in "/?#@ ") else self.url
+
         def link(target: int, rel: str) -> str:
             params = {k: v for k, v in request.query.items() if k != "page"}
             params["page"] = str(target)
-            return f'<{self.url}{request.path}?{urlencode(params)}>; rel="{rel}"'
+            return f'<{base}{request.path}?{urlencode(params)}>; rel="{rel}"'
 
         links = []
         if page > 1:

@@ -93,6 +93,10 @@ def test_fakes_github_files_rest_pages_renames_and_3000_cap(github):
         pages += 1
         nxt = page.links.get("next", {}).get("url")
     assert (pages, len(listed), github.count("files")) == (3, 250, 3)
+    # Link URLs name the host the client asked for (a container reaches the fake by another name)
+    other = requests.get(url + "?per_page=100", headers={"Host": f"fakes.internal:{github.url.rsplit(':', 1)[1]}"},
+                         timeout=5)
+    assert other.links["next"]["url"].startswith(f"http://fakes.internal:{github.url.rsplit(':', 1)[1]}/repos/")
     assert listed[0]["filename"] == "content/p0.md" and "previous_filename" not in listed[0]
     assert {k: listed[-1][k] for k in ("filename", "status", "previous_filename", "changes")} == {
         "filename": "content/new.md", "status": "renamed", "previous_filename": "content/old.md", "changes": 0}
