@@ -10,7 +10,8 @@ Case file shape (TOML; all keys optional unless said)::
     source = "influxdb3/tests/server/write.rs"      # required: the file the tests come from
     [[test]]
     name = "duplicate_field_names_should_fail"      # required: the original test function
-    server = { auth = true, disable_authz = ["health"], plugin_dir = true, restrict = ["schedule"] }
+    server = { auth = true, disable_authz = ["health"], plugin_dir = true, restrict = ["schedule"],
+               gen1_duration = "1m" }
     files = { "plugin.py" = "..." }                 # written into the plugin dir before the server starts
     [[test.step]]
     id = "dup"                                      # names the step in expected_differ.toml (default: index)
@@ -112,11 +113,11 @@ class Tally:
     failed: int = 0
     not_ported_tests: int = 0
     tests: int = 0
-    notes: list[str] = field(default_factory=list)
+    originals: set[tuple[str, str]] = field(default_factory=set)
 
     def summary(self) -> str:
         """The line printed at the end of the session."""
-        return (f"conformance: {self.ported} cases ported from {self.tests} server test functions "
+        return (f"conformance: {self.ported} cases ported from {len(self.originals)} server test functions "
                 f"({SOURCE_REF}): {self.passed} pass, {self.differ} expected to differ, {self.failed} fail; "
                 f"{self.not_ported_tests} more test functions listed as not ported (expected_differ.toml)")
 
@@ -172,7 +173,7 @@ class InProcessServer:
     core routes, processing engine, :class:`emulator.http.server.HttpServer`), minus the process: starting
     one takes milliseconds, so every ported test function gets its own, as the original spawns its own.
     ``server`` options: ``auth`` (admin token created as ``influxdb3 create token --admin`` does),
-    ``disable_authz`` (list), ``plugin_dir`` (bool), ``restrict`` (trigger kinds allowed).
+    ``disable_authz`` (list), ``plugin_dir`` (bool), ``restrict`` (trigger kinds allowed), ``gen1_duration``.
     """
 
     def __init__(self, options: dict[str, Any], files: dict[str, str] | None = None):
@@ -207,7 +208,12 @@ class InProcessServer:
             wal_flush_interval=0.005,
             restrict_plugin_triggers_to=kinds,
         )
-        self.engine = Engine(None, wal_flush_interval=cfg.wal_flush_interval, node_id=cfg.node_id)
+        engine_options = {}
+        if "gen1_duration" in options:
+            from emulator.config import GEN1_DURATIONS
+
+            engine_options["gen1_duration_ns"] = GEN1_DURATIONS[options["gen1_duration"]] * 1_000_000_000
+        self.engine = Engine(None, wal_flush_interval=cfg.wal_flush_interval, node_id=cfg.node_id, **engine_options)
         self.engine.open()
         self.engine.cli_params = cli_params(cfg)
         self.token: str | None = None

@@ -43,6 +43,7 @@ def test_conformance_case(test: ConformanceTest) -> None:
             TALLY.passed += 1
     TALLY.ported += len(results)
     TALLY.tests += 1
+    TALLY.originals.add((test.source, test.name.split("[", 1)[0]))
     if differ is not None and differ.steps is None and not any(r.problems for r in results):
         failures.append("listed in expected_differ.toml as a whole, but every step conforms")
     if failures:
