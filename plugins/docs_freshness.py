@@ -961,8 +961,15 @@ def _configured(influxdb3_local, args):
 # ---------------------------------------------------------------- request:freshness
 
 
+_TOKEN_QUERY_KEYS = ("github_token", "kapa_token", "token", "access_token", "api_key")
+
+
 def _request_source(query_parameters, request_body):
     """The optional `source` of a request (JSON body first, then the query string). Raises ConfigError."""
+    for key in query_parameters or {}:
+        if str(key).lower() in _TOKEN_QUERY_KEYS:
+            raise ConfigError(f"do not send a token in the query string ({key}): URLs end up in logs; this "
+                              "endpoint needs none beyond the server's Authorization header")
     raw = request_body or b""
     if isinstance(raw, (bytes, bytearray)):
         try:

@@ -376,6 +376,12 @@ def test_freshness_endpoint_bad_body_is_400(endpoint, body, message):
     assert r.status == 400 and r.json()["status"] == "error" and message in r.json()["message"]
 
 
+def test_freshness_endpoint_refuses_a_token_in_the_query_string(endpoint):
+    r = endpoint.request(query={"source": "Docs", "token": "ghp_secret0123456789abcdefghijklmnop"})
+    assert r.status == 400 and "do not send a token in the query string (token)" in r.json()["message"]
+    assert "ghp_secret" not in r.body.decode() + " ".join(t for _l, t in endpoint.logs)
+
+
 def test_freshness_endpoint_source_name_is_a_parameter_not_sql(make_harness, fast, now):
     name = "Docs' OR '1'='1"
     h = make_harness(PLUGIN, {**fast, **_sources({"kapa_source": name, "repos": [f"{DOCS}@master"]})})
