@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -131,11 +132,33 @@ def test_engine_random_writes_and_queries_match_the_model(ops: list[tuple[str, A
     """Writes of mixed tag sets, odd names (``M``, ``a.b``, ``.v``, ``v\\0``, ``[0]``) and extreme times,
     each query compared with a model: rows with the same table, tag set and time are one row, later fields
     replace earlier ones and fields only in the earlier row stay (reference §7a)."""
+    _check_against_model(ops, None)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=st.lists(st.one_of(_op, st.just(("restart", None))), min_size=1, max_size=25))
+def test_engine_random_writes_snapshots_and_restarts_match_the_model(ops: list[tuple[str, Any]]) -> None:
+    """The same with a data directory: Parquet snapshots every few rows (merged with older files and with
+    the buffer at query time) and restarts (WAL replay) in between."""
+    with tempfile.TemporaryDirectory() as tmp:
+        _check_against_model(ops, Path(tmp))
+
+
+def _check_against_model(ops: list[tuple[str, Any]], data_dir: Path | None) -> None:
     model: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {t: {} for t in _TABLES}
-    engine = Engine(None, wal_flush_interval=0.005)
-    engine.open()
+
+    def start() -> Engine:
+        eng = Engine(data_dir, wal_flush_interval=0.005, snapshot_rows=3)
+        eng.open()
+        return eng
+
+    engine = start()
     try:
         for kind, arg in ops:
+            if kind == "restart":
+                engine.close()
+                engine = start()
+                continue
             if kind == "write":
                 outcome = engine.write_lp("db", "\n".join(_render(line) for line in arg), precision="ns")
                 assert outcome.errors == []
