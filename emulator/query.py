@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 from datafusion import SessionConfig, SessionContext, SQLOptions
 from datafusion.catalog import Schema
 
+from emulator import sqlfuncs
 from emulator.errors import QueryError
 
 log = logging.getLogger(__name__)
@@ -136,9 +137,9 @@ class QueryRunner:
         if _SHOW_TABLES.fullmatch(sql):
             sql = _SHOW_TABLES_SQL
         try:
-            df = ctx.sql_with_options(sql.replace("\x00", _NUL_STAND_IN), _SQL_OPTIONS,
-                                      param_values=dict(params) if params else None)
-            result = df.schema().empty_table() if schema_only else df.to_arrow_table()
+            # the server's own functions (selectors, tz, gap filling, ...) join DataFusion's here
+            result = sqlfuncs.execute(ctx, sql.replace("\x00", _NUL_STAND_IN), _SQL_OPTIONS, params,
+                                      schema_only=schema_only)
         except Exception as exc:  # DataFusion raises ValueError/Exception with its own text
             raise classify_error(str(exc).replace(_NUL_STAND_IN, "\x00")) from None
         return _restore_nul(result, discovery)

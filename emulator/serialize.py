@@ -28,6 +28,7 @@ import json
 import math
 import zoneinfo
 from collections.abc import Callable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -299,7 +300,34 @@ def _json_values(column: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
         return pa.nulls(len(column), pa.string())
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         return _python_map(column, lambda v: json.dumps(v, ensure_ascii=False, separators=(",", ":")))
+    if pa.types.is_struct(t):
+        return _struct_texts(column, _json_values, json_keys=True)
     return _python_map(column, lambda v: json.dumps(str(v), ensure_ascii=False))
+
+
+def _struct_texts(column: pa.ChunkedArray | pa.Array, child_texts: Callable[[Any], Any], *,
+                  json_keys: bool) -> pa.Array:
+    """Struct cells (e.g. the selector functions' ``{value, time}``) as arrow-json objects
+    (``{"value":23.0,"time":"…"}``, null fields left out) or arrow-cast display (``{value: 23.0, time: …}``)."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if len(array) == 0:
+        return pa.array([], pa.string())
+    parts = []
+    for i, fld in enumerate(array.type):
+        child = pc.struct_field(array, [i])
+        texts = child_texts(pa.chunked_array([child]))
+        texts = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+        if json_keys:
+            parts.append(pc.fill_null(pc.binary_join_element_wise(
+                json.dumps(fld.name, ensure_ascii=False) + ":", texts, ",", ""), ""))
+        else:
+            parts.append(pc.binary_join_element_wise(f"{fld.name}: ", pc.fill_null(texts, ""), "", ""))
+    if json_keys:
+        inner = pc.replace_substring_regex(pc.binary_join_element_wise(*parts, ""), pattern=",$", replacement="")
+    else:
+        inner = pc.binary_join_element_wise(*parts, ", ")
+    out = pc.binary_join_element_wise("{", inner, "}", "")
+    return pc.if_else(pc.is_valid(array), out, pa.nulls(len(array), pa.string()))
 
 
 def _display_values(column: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
@@ -317,6 +345,8 @@ def _display_values(column: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         # arrow-cast shows a list as ``[a, b]`` (system.nodes ``mode``, system.last_caches columns)
         return _python_map(column, lambda v: "[" + ", ".join("" if x is None else str(x) for x in v) + "]")
+    if pa.types.is_struct(t):
+        return _struct_texts(column, _display_values, json_keys=False)
     return column.cast(pa.string())
 
 
@@ -384,7 +414,7 @@ def _write_csv(table: pa.Table) -> bytes:
     cells = []
     for column in table.columns:
         text = _display_values(column)
-        if _is_text(_decode(column).type):
+        if _is_text(_decode(column).type) or pa.types.is_struct(column.type):
             text = _csv_quote(text)
         cells.append(pc.fill_null(text, ""))
     if len(cells) == 1:

@@ -1,0 +1,965 @@
+"""The SQL functions InfluxDB 3 registers on every query, on top of DataFusion's own.
+
+The server's session (influxdata/influxdb ``iox_query/src/exec/context.rs``) registers the selector
+aggregates, the IOx scalar functions and the IOx window functions of the ``query_functions`` crate, and the
+``handle_gap_fill`` analyzer rule. Implemented here (DataFusion Python UDFs; facts from that crate):
+
+* ``selector_first`` / ``selector_last`` / ``selector_min`` / ``selector_max`` (``selectors.rs``,
+  ``selectors/internal.rs``): ``struct {value, time, other_1..}`` of the row with the earliest/latest time
+  or the smallest/largest value (ties: the earliest time); rows with a null value are never selected;
+  a group with no selectable row is a null struct;
+* ``tz(time[, zone])`` (``tz.rs``): the same instant typed ``Timestamp(ns, zone)`` (UTC by default);
+* ``date_bin_wallclock(stride, time[, origin])`` (``date_bin_wallclock.rs``): ``date_bin`` on wall-clock
+  time in the zone of ``time``, with the crate's rules for skipped and repeated local times;
+* ``date_bin_gapfill(stride, time[, origin])`` with ``locf(x)`` and ``interpolate(x)`` (``gapfill.rs``,
+  ``iox_query/src/analyzer/handle_gapfill.rs``, ``exec/gapfill``): the aggregate is run with
+  ``date_bin``; every series (the other GROUP BY columns) gets one row per bin from
+  ``date_bin(lower time bound)`` to ``date_bin(upper time bound)`` of the WHERE clause; missing rows are
+  null (``count`` 0), ``locf`` carries the last non-null value forward (nulls count as missing),
+  ``interpolate`` fills rows between two non-null rows linearly (integers truncated); then the nodes
+  above the aggregate (projection, ORDER BY, LIMIT, HAVING) run over the filled rows, as above the
+  server's GapFill node.
+
+DataFusion Python gives a UDF one exact signature and one return type, while these functions take any
+type and return a type that depends on their arguments. So each distinct call in a query is planned under a
+name of its own (``selector_max__f1``, see :func:`rename_calls`) with a probe whose signature nothing
+matches; DataFusion's coercion error names the argument types of that call, and the call's function is
+registered again with exactly those types before planning again. Result column names and error texts get
+the server's names back (:func:`original_names`).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pyarrow as pa
+from datafusion import Accumulator, SessionContext, udaf, udf
+from datafusion.expr import Expr, SortExpr
+
+SELECTORS = ("selector_first", "selector_last", "selector_min", "selector_max")
+GAPFILL = "date_bin_gapfill"
+WALLCLOCK_GAPFILL = "date_bin_wallclock_gapfill"
+FILLS = ("locf", "interpolate")
+SCALARS = (GAPFILL, WALLCLOCK_GAPFILL, *FILLS, "tz", "date_bin_wallclock")
+NAMES = (*SELECTORS, *SCALARS)
+_CALLED = re.compile(r"\b(" + "|".join(NAMES) + r")\s*\(", re.IGNORECASE)
+_COERCE = re.compile(r"Failed to coerce arguments to satisfy a call to '(\w+)' function: coercion from (.*?) to "
+                     r"the signature (.*?) failed")
+_ZERO_ARGS = re.compile(r"'(\w+)' does not support zero arguments")
+_GAP_CALL = re.compile(r"\bdate_bin_gapfill__f\d+\(")
+_PROBE_ARITY = 7
+#: context chain of the server's analyzer rule (DataFusion wraps a rule's error in its name)
+GAPFILL_CONTEXT = "handle_gap_fill\ncaused by\n"
+MIXED_TYPES = ("This feature is not implemented: {name} called with different argument types in one query "
+               "(embedded engine)")
+NS = 1_000_000_000
+
+
+class SqlFunctionError(Exception):
+    """A planning or execution error with DataFusion's text (``Error during planning: …``)."""
+
+
+def called_functions(sql: str) -> set[str]:
+    """Which of the server's extra functions ``sql`` may call (by name followed by ``(``)."""
+    return {m.group(1).lower() for m in _CALLED.finditer(sql)}
+
+
+# --------------------------------------------------------------------------------------------- type names
+def parse_types(text: str) -> list[pa.DataType]:
+    """DataFusion's display of a list of Arrow types (``Float64, Timestamp(ns, "UTC")``) as pyarrow types.
+
+    Raises :class:`ValueError` for a type it does not know.
+    """
+    parser = _TypeParser(text)
+    types = [parser.parse_type()]
+    while parser.peek(","):
+        parser.expect(",")
+        types.append(parser.parse_type())
+    parser.end()
+    return types
+
+
+_SIMPLE_TYPES: dict[str, pa.DataType] = {
+    "Null": pa.null(), "Boolean": pa.bool_(), "Int8": pa.int8(), "Int16": pa.int16(), "Int32": pa.int32(),
+    "Int64": pa.int64(), "UInt8": pa.uint8(), "UInt16": pa.uint16(), "UInt32": pa.uint32(),
+    "UInt64": pa.uint64(), "Float16": pa.float16(), "Float32": pa.float32(), "Float64": pa.float64(),
+    "Utf8": pa.string(), "LargeUtf8": pa.large_string(), "Utf8View": pa.string_view(), "Binary": pa.binary(),
+    "LargeBinary": pa.large_binary(), "Date32": pa.date32(), "Date64": pa.date64(),
+}
+_UNITS = {"s": "s", "ms": "ms", "us": "us", "µs": "us", "ns": "ns", "Second": "s", "Millisecond": "ms",
+          "Microsecond": "us", "Nanosecond": "ns"}
+
+
+class _TypeParser:
+    _TOKEN = re.compile(r'\s*(?:("(?:[^"\\]|\\.)*")|([A-Za-z_µ][\w]*)|(-?\d+)|([(),:]))')
+
+    def __init__(self, text: str) -> None:
+        self.tokens: list[str] = []
+        pos = 0
+        text = text.strip()
+        while pos < len(text):
+            m = self._TOKEN.match(text, pos)
+            if not m:
+                raise ValueError(f"cannot read type list {text!r}")
+            self.tokens.append(next(g for g in m.groups() if g is not None))
+            pos = m.end()
+        self.i = 0
+
+    def peek(self, tok: str) -> bool:
+        return self.i < len(self.tokens) and self.tokens[self.i] == tok
+
+    def next(self) -> str:
+        if self.i >= len(self.tokens):
+            raise ValueError("unexpected end of type list")
+        tok = self.tokens[self.i]
+        self.i += 1
+        return tok
+
+    def expect(self, tok: str) -> None:
+        if self.next() != tok:
+            raise ValueError(f"expected {tok!r}")
+
+    def end(self) -> None:
+        if self.i != len(self.tokens):
+            raise ValueError("trailing text in type list")
+
+    def parse_type(self) -> pa.DataType:
+        name = self.next()
+        if name in _SIMPLE_TYPES and not self.peek("("):
+            return _SIMPLE_TYPES[name]
+        if name in ("nullable", "non-null"):
+            return self.parse_type()
+        self.expect("(")
+        if name == "Timestamp":
+            unit = _UNITS[self.next()]
+            tz = None
+            if self.peek(","):
+                self.expect(",")
+                tz = self.next().strip('"')
+            self.expect(")")
+            return pa.timestamp(unit, tz)
+        if name == "Interval":
+            kind = self.next()
+            self.expect(")")
+            return {"MonthDayNano": pa.month_day_nano_interval()}.get(kind) or _unknown(name)
+        if name == "Dictionary":
+            key = self.parse_type()
+            self.expect(",")
+            value = self.parse_type()
+            self.expect(")")
+            return pa.dictionary(key, value)
+        if name in ("Decimal128", "Decimal256"):
+            precision = int(self.next())
+            self.expect(",")
+            scale = int(self.next())
+            self.expect(")")
+            return (pa.decimal128 if name == "Decimal128" else pa.decimal256)(precision, scale)
+        if name in ("List", "LargeList"):
+            inner = self.parse_type()
+            self.expect(")")
+            return pa.list_(inner) if name == "List" else pa.large_list(inner)
+        if name == "Struct":
+            fields = []
+            while not self.peek(")"):
+                fname = self.next().strip('"')
+                self.expect(":")
+                fields.append(pa.field(fname, self.parse_type()))
+                if self.peek(","):
+                    self.expect(",")
+            self.expect(")")
+            return pa.struct(fields)
+        return _unknown(name)
+
+
+def _unknown(name: str) -> pa.DataType:
+    raise ValueError(f"unsupported type {name}")
+
+
+def df_type_name(typ: pa.DataType) -> str:
+    """DataFusion 51's display of an Arrow type, for the server's error texts (``Float64``, ``Timestamp(ms)``)."""
+    for name, simple in _SIMPLE_TYPES.items():
+        if typ == simple:
+            return name
+    if pa.types.is_timestamp(typ):
+        return f"Timestamp({typ.unit})" if typ.tz is None else f'Timestamp({typ.unit}, "{typ.tz}")'
+    if pa.types.is_dictionary(typ):
+        return f"Dictionary({df_type_name(typ.index_type)}, {df_type_name(typ.value_type)})"
+    return str(typ)
+
+
+# ------------------------------------------------------------------------------------------------ probing
+class _Probe(Accumulator):
+    def state(self) -> list[pa.Scalar]:
+        return [pa.scalar(None, pa.null())]
+
+    def update(self, *values: pa.Array) -> None:
+        return None
+
+    def merge(self, states: list[pa.Array]) -> None:
+        return None
+
+    def evaluate(self) -> pa.Scalar:
+        return pa.scalar(None, pa.null())
+
+
+def _register_probe(ctx: SessionContext, name: str, alias: str) -> None:
+    nulls = [pa.null()] * _PROBE_ARITY
+    if name in SELECTORS:
+        ctx.register_udaf(udaf(_Probe, nulls, pa.null(), [pa.null()], "stable", name=alias))
+    else:
+        ctx.register_udf(udf(lambda *a: pa.nulls(len(a[0])), nulls, pa.null(), "volatile", name=alias))
+
+
+@dataclass
+class Call:
+    """One distinct call site: the server's function name, the call's text, the name it is planned under."""
+
+    name: str
+    text: str
+    alias: str
+
+
+@dataclass
+class QueryFunctions:
+    """Per-query state: the call sites, the argument types each was registered with, gapfill params."""
+
+    calls: dict[str, Call]
+    resolved: dict[str, list[pa.DataType]] = field(default_factory=dict)
+    stride_ns: int | None = None
+    origin_ns: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_SCAN = re.compile(r"('(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/)|\b(" + "|".join(NAMES) + r")(\s*\()",
+                   re.IGNORECASE | re.DOTALL)
+_ALIAS = re.compile(r"\b(" + "|".join(NAMES) + r")__f\d+\b", re.IGNORECASE)
+
+
+def _call_end(sql: str, open_idx: int) -> int:
+    """Index just past the parenthesis closing the one at ``open_idx`` (quotes skipped)."""
+    depth, i = 0, open_idx
+    while i < len(sql):
+        ch = sql[i]
+        if ch in "'\"":
+            j = sql.find(ch, i + 1)
+            while j != -1 and j + 1 < len(sql) and sql[j + 1] == ch:
+                j = sql.find(ch, j + 2)
+            i = len(sql) if j == -1 else j + 1
+            continue
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return len(sql)
+
+
+def _key(text: str) -> str:
+    """A call's text without whitespace outside quotes, so identical calls share one planned name."""
+    parts = re.split(r"('(?:[^']|'')*'|\"(?:[^\"]|\"\")*\")", text)
+    return "".join(p if i % 2 else re.sub(r"\s+", "", p) for i, p in enumerate(parts))
+
+
+def rename_calls(sql: str) -> tuple[str, dict[str, Call]]:
+    """Give each distinct call of the server's functions its own name (``selector_max__f1``), so calls with
+    different argument types each get their own exact signature. Identical calls (the same text, as in
+    ``SELECT f(x)['a'], f(x)['b']`` or a GROUP BY repeating a SELECT expression) share one name."""
+    calls: dict[str, Call] = {}
+    by_key: dict[str, str] = {}
+    edits: list[tuple[int, int, str]] = []
+    for m in _SCAN.finditer(sql):
+        if m.group(1) is not None:
+            continue
+        name = m.group(2).lower()
+        text = sql[m.start(2):_call_end(sql, m.end() - 1)]
+        key = name + _key(text[len(m.group(2)):])
+        alias = by_key.get(key)
+        if alias is None:
+            alias = f"{name}__f{len(by_key) + 1}"
+            by_key[key] = alias
+            calls[alias] = Call(name, text, alias)
+        edits.append((m.start(2), m.end(2), alias))
+    for start, end, alias in reversed(edits):
+        sql = sql[:start] + alias + sql[end:]
+    return sql, calls
+
+
+def original_names(text: str) -> str:
+    """``text`` with the planned names (``selector_max__f1``) back to the server's (``selector_max``)."""
+    return _ALIAS.sub(lambda m: m.group(1).lower(), text)
+
+
+def execute(ctx: SessionContext, sql: str, options: Any, params: Mapping[str, Any] | None, *,
+            schema_only: bool = False) -> pa.Table:
+    """Plan and run ``sql`` with the server's extra functions available; DataFusion's errors propagate
+    (with the functions' own names). ``schema_only``: plan only, return the empty result table.
+
+    Raises :class:`SqlFunctionError` with the server's texts for misuse of these functions.
+    """
+    param_values = dict(params) if params else None
+    planned_sql, calls = rename_calls(sql) if _CALLED.search(sql) else (sql, {})
+    if not calls:
+        df = ctx.sql_with_options(sql, options, param_values=param_values)
+        return df.schema().empty_table() if schema_only else df.to_arrow_table()
+    try:
+        table = _execute_renamed(ctx, planned_sql, options, param_values, QueryFunctions(calls), schema_only)
+    except SqlFunctionError as exc:
+        raise SqlFunctionError(original_names(str(exc))) from None
+    except Exception as exc:  # DataFusion's own error, naming the planned functions
+        raise SqlFunctionError(original_names(_udf_error_text(str(exc)))) from None
+    names = table.column_names
+    fixed = [original_names(n) for n in names]
+    return table.rename_columns(fixed) if fixed != names else table
+
+
+_PY_ERR = re.compile(r"PyErr \{ type: <class '([\w.]+)'>, value: \w+\((['\"])(.*?)\2\)", re.DOTALL)
+
+
+def _udf_error_text(text: str) -> str:
+    """An error raised inside one of these Python UDFs, as the server's text (no Python traceback)."""
+    m = _PY_ERR.search(text)
+    if m is None:
+        return text
+    message = m.group(3).replace("\\'", "'").replace('\\"', '"').replace("\\n", "\n")
+    if m.group(1).endswith("SqlFunctionError"):
+        return message
+    return f"Execution error: {message}"
+
+
+def _execute_renamed(ctx: SessionContext, sql: str, options: Any, param_values: dict[str, Any] | None,
+                     state: QueryFunctions, schema_only: bool) -> pa.Table:
+    for call in state.calls.values():
+        _register_probe(ctx, call.name, call.alias)
+    df = None
+    for _attempt in range(len(state.calls) + 1):
+        try:
+            df = ctx.sql_with_options(sql, options, param_values=param_values)
+            break
+        except Exception as exc:  # DataFusion's planning error; only a probe's coercion error is ours
+            text = str(exc)
+            zero = _ZERO_ARGS.search(text)
+            if zero and zero.group(1) in state.calls and state.calls[zero.group(1)].name in SELECTORS:
+                name = state.calls[zero.group(1)].name
+                raise SqlFunctionError(
+                    f"Error during planning: '{name}' does not support zero arguments No function matches the "
+                    f"given name and argument types '{name}()'. You might need to add explicit type casts.\n"
+                    f"\tCandidate functions:\n\t{name}(Any, .., Any)") from None
+            m = _COERCE.search(text)
+            if not m or m.group(1) not in state.calls:
+                raise
+            call = state.calls[m.group(1)]
+            if call.alias in state.resolved:
+                raise SqlFunctionError(MIXED_TYPES.format(name=call.name)) from None
+            try:
+                types = parse_types(m.group(2))
+            except ValueError:
+                raise SqlFunctionError(f"This feature is not implemented: {call.name} of {m.group(2)} "
+                                       "(embedded engine)") from None
+            _register_real(ctx, call, types, state)
+            state.resolved[call.alias] = types
+    assert df is not None
+    if schema_only:
+        return df.schema().empty_table()
+    if any(c.name in (GAPFILL, WALLCLOCK_GAPFILL, *FILLS) for c in state.calls.values()):
+        return _run_gapfill(ctx, df, state)
+    return df.to_arrow_table()
+
+
+def _register_real(ctx: SessionContext, call: Call, types: list[pa.DataType], state: QueryFunctions) -> None:
+    name, alias = call.name, call.alias
+    if name in SELECTORS:
+        ctx.register_udaf(_selector_udaf(name, types, alias))
+    elif name == "tz":
+        ctx.register_udf(_tz_udf(types, call.text, alias))
+    elif name == "date_bin_wallclock":
+        ctx.register_udf(_wallclock_udf(types, alias))
+    elif name == GAPFILL:
+        ctx.register_udf(_gapfill_udf(types, state, alias))
+    elif name == WALLCLOCK_GAPFILL:
+        raise SqlFunctionError("This feature is not implemented: date_bin_wallclock_gapfill (embedded engine)")
+    elif name in FILLS:
+        if name == "interpolate" and not (pa.types.is_floating(types[0]) or pa.types.is_integer(types[0])):
+            raise SqlFunctionError(
+                f"Error during planning: Failed to coerce arguments to satisfy a call to 'interpolate' function: "
+                f"coercion from {df_type_name(types[0])} to the signature OneOf([Exact([Float64]), Exact([Int64]), "
+                "Exact([UInt64])]) failed")
+        if len(types) != 1:
+            raise SqlFunctionError(f"Error during planning: {name} should have at least 1 argument")
+        ctx.register_udf(udf(lambda a: a, types, types[0], "volatile", name=alias))
+
+
+# ------------------------------------------------------------------------------------------------ selectors
+def _selector_udaf(name: str, types: list[pa.DataType], alias: str) -> Any:
+    """The server's selector UDAF for these argument types (``selectors/type_handling.rs`` checks)."""
+    if len(types) < 2:
+        raise SqlFunctionError(f"Error during planning: {name} requires at least 2 arguments, got {len(types)}")
+    time_type = types[1]
+    if not (pa.types.is_timestamp(time_type) and time_type.unit == "ns"):
+        raise SqlFunctionError(f"Error during planning: {name} second argument must be a timestamp, but got "
+                               f"{df_type_name(time_type)}")
+    # a dictionary (tag) is selected as its string value
+    value_types = [t.value_type if pa.types.is_dictionary(t) else t for t in [types[0], *types[2:]]]
+    inputs = [value_types[0], time_type, *value_types[1:]]
+    struct = pa.struct([pa.field("value", inputs[0]), pa.field("time", time_type)]
+                       + [pa.field(f"other_{i + 1}", t) for i, t in enumerate(inputs[2:])])
+    by_time = name in ("selector_first", "selector_last")
+    smallest = name in ("selector_first", "selector_min")
+
+    def make() -> Accumulator:
+        return _Selector(by_time=by_time, smallest=smallest, struct=struct, inputs=inputs)
+
+    return udaf(make, inputs, struct, inputs, "stable", name=alias)
+
+
+class _Selector(Accumulator):
+    """``selectors/internal.rs`` ``Selector``: one group's value, time and the other values of that row."""
+
+    def __init__(self, *, by_time: bool, smallest: bool, struct: pa.StructType, inputs: list[pa.DataType]):
+        self.by_time = by_time
+        self.smallest = smallest
+        self.struct = struct
+        self.inputs = inputs
+        self.value: Any = None
+        self.time: int | None = None
+        self.other: list[Any] = [None] * (len(inputs) - 2)
+
+    def _better(self, old: Any, new: Any) -> bool:
+        return new < old if self.smallest else old < new
+
+    def update(self, *values: pa.Array) -> None:
+        if len(values) < 2:
+            return
+        value_arr = values[0]
+        if pa.types.is_dictionary(value_arr.type):
+            value_arr = value_arr.cast(value_arr.type.value_type)
+        times = values[1].cast(pa.int64()).to_pylist()
+        vals = value_arr.to_pylist()
+        others = [(a.cast(a.type.value_type) if pa.types.is_dictionary(a.type) else a).to_pylist()
+                  for a in values[2:]]
+        if self.by_time:
+            candidates = [t for t, v in zip(times, vals, strict=True) if v is not None and t is not None]
+            if not candidates:
+                return
+            cur = min(candidates) if self.smallest else max(candidates)
+            if self.time is not None and not self._better(self.time, cur):
+                return
+            idx = next(i for i, (t, v) in enumerate(zip(times, vals, strict=True)) if v is not None and t == cur)
+            self.time, self.value = cur, vals[idx]
+            self.other = [o[idx] for o in others]
+            return
+        present = [v for v in vals if v is not None and v == v]  # NaN never selected (ordered comparisons)
+        if not present:
+            return
+        cur = min(present) if self.smallest else max(present)
+        if self.value is None or self._better(self.value, cur):
+            self.value, self.time = cur, None
+        elif cur != self.value:
+            return
+        matching = [(t, i) for i, (t, v) in enumerate(zip(times, vals, strict=True))
+                    if v is not None and v == self.value and t is not None]
+        if not matching:
+            return
+        best_t, idx = min(matching)
+        if self.time is None or best_t < self.time:
+            self.time = best_t
+            if others:
+                self.other = [o[idx] for o in others]
+
+    def merge(self, states: list[pa.Array]) -> None:
+        self.update(*states)
+
+    def state(self) -> list[pa.Scalar]:
+        return [pa.scalar(self.value, self.inputs[0]), pa.scalar(self.time, self.inputs[1]),
+                *(pa.scalar(v, t) for v, t in zip(self.other, self.inputs[2:], strict=True))]
+
+    def evaluate(self) -> pa.Scalar:
+        if self.value is None:
+            return pa.scalar(None, self.struct)
+        row = {"value": self.value, "time": self.time}
+        row.update({f"other_{i + 1}": v for i, v in enumerate(self.other)})
+        return pa.scalar(row, self.struct)
+
+
+# ------------------------------------------------------------------------------------------------ tz
+_TZ_CALL = re.compile(r"\btz\s*\((?:[^()']|\([^()]*\)|'(?:[^']|'')*')*?,\s*'((?:[^']|'')*)'\s*\)", re.IGNORECASE)
+_FIXED_OFFSET = re.compile(r"^[+-]\d{2}(?::?\d{2})?$")
+
+
+def _valid_zone(name: str) -> bool:
+    if _FIXED_OFFSET.match(name):
+        return True
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _tz_udf(types: list[pa.DataType], call_text: str, alias: str) -> Any:
+    """``tz.rs``: 1 or 2 arguments; the zone must be a string literal naming a valid time zone."""
+    if len(types) not in (1, 2) or not (pa.types.is_timestamp(types[0]) and types[0].unit == "ns") or (
+            len(types) == 2 and not pa.types.is_string(types[1])):
+        raise SqlFunctionError(
+            "Error during planning: Failed to coerce arguments to satisfy a call to 'tz' function: coercion from "
+            f"{', '.join(df_type_name(t) for t in types)} to the signature OneOf([Exact([Timestamp(ns)]), "
+            'Exact([Timestamp(ns, "+TZ")]), Exact([Timestamp(ns), Utf8]), Exact([Timestamp(ns, "+TZ"), Utf8])]) '
+            "failed")
+    zone = "UTC"
+    if len(types) == 2:
+        m = _TZ_CALL.fullmatch(call_text.strip())
+        if m is None:
+            raise SqlFunctionError("Error during planning: tz requires its second argument to be a timezone "
+                                   "string, got None")
+        zone = m.group(1).replace("''", "'")
+        if not _valid_zone(zone):
+            raise SqlFunctionError(f'Error during planning: TZ requires a valid timezone string, got "{zone}"')
+    out = pa.timestamp("ns", zone)
+
+    def convert(time: pa.Array, *_zone: pa.Array) -> pa.Array:
+        return time.view(out)
+
+    return udf(convert, types, out, "immutable", name=alias)
+
+
+# ------------------------------------------------------------------------------------------------ date_bin
+def _interval_ns(arr: pa.Array, name: str) -> int:
+    value = arr[0].as_py() if len(arr) else None
+    if value is None:
+        raise SqlFunctionError(f"Execution error: {name.upper()} requires scalar interval value")
+    months, days, nanos = value.months, value.days, value.nanoseconds
+    if months:
+        raise SqlFunctionError(f"This feature is not implemented: {name} with a month interval (embedded engine)")
+    stride = days * 86_400 * NS + nanos
+    if stride <= 0:
+        raise SqlFunctionError("Execution error: DATE_BIN stride must be non-zero")
+    return stride
+
+
+def date_bin_ns(t: int, stride: int, origin: int) -> int:
+    """DataFusion ``date_bin`` for a nanosecond stride: the bin start at or before ``t``."""
+    return origin + ((t - origin) // stride) * stride
+
+
+def _origin_ns(arrs: tuple[pa.Array, ...]) -> int:
+    if not arrs or not len(arrs[0]):
+        return 0
+    value = arrs[0].cast(pa.int64())[0].as_py()
+    return 0 if value is None else value
+
+
+def _gapfill_udf(types: list[pa.DataType], state: QueryFunctions, alias: str) -> Any:
+    if len(types) not in (2, 3):
+        raise SqlFunctionError(f"{GAPFILL_CONTEXT}handle_aggregate\ncaused by\nbuild_gapfill_node\ncaused by\n"
+                               f"Error during planning: DATE_BIN_GAPFILL expects 2 or 3 arguments, got {len(types)}")
+    out = pa.timestamp("ns", types[1].tz if pa.types.is_timestamp(types[1]) else None)
+    # date_bin's signature: a string origin (or time) is coerced to a timestamp, as DataFusion does
+    types = [pa.month_day_nano_interval(), out, *([out] if len(types) == 3 else [])]
+
+    def binned(stride: pa.Array, time: pa.Array, *origin: pa.Array) -> pa.Array:
+        stride_ns = _interval_ns(stride, GAPFILL)
+        origin_ns = _origin_ns(origin)
+        with state.lock:
+            state.stride_ns, state.origin_ns = stride_ns, origin_ns
+        ints = time.cast(pa.int64()).to_pylist()
+        return pa.array([None if t is None else date_bin_ns(t, stride_ns, origin_ns) for t in ints], pa.int64()
+                        ).cast(out)
+
+    return udf(binned, types, out, "volatile", name=alias)
+
+
+# ------------------------------------------------------------------------------------------------ wallclock
+_UTC_NAMES = {"+00", "+0000", "+00:00", "-00", "-0000", "-00:00", "00", "0000", "00:00", "Etc/GMT", "Etc/GMT0",
+              "Etc/GMTMinus0", "Etc/GMTPlus0", "Etc/Greenwich", "Etc/UCT", "Etc/UTC", "Etc/Universal", "Etc/Zulu",
+              "GMT", "GMT0", "GMTMinus0", "GMTPlus0", "Greenwich", "UCT", "UTC", "Universal", "Zulu"}
+_EPOCH = datetime(1970, 1, 1)
+
+
+def _zone(name: str) -> Any:
+    m = _FIXED_OFFSET.match(name)
+    if m:
+        sign = -1 if name[0] == "-" else 1
+        digits = name[1:].replace(":", "")
+        minutes = int(digits[:2]) * 60 + (int(digits[2:4]) if len(digits) > 2 else 0)
+        return timezone(sign * timedelta(minutes=minutes))
+    return zoneinfo.ZoneInfo(name)
+
+
+def _offset_from_utc_ns(utc_ns: int, zone: Any) -> int:
+    """``local - utc`` (ns) in ``zone`` at the instant ``utc_ns`` (whole seconds, as chrono's offset)."""
+    offset = datetime.fromtimestamp(utc_ns // NS, UTC).astimezone(zone).utcoffset()
+    return int(offset.total_seconds()) * NS if offset is not None else 0
+
+
+def _local_offsets(local_ns: int, zone: Any) -> list[int]:
+    """``utc - local`` offsets (ns) at which the wall-clock time ``local_ns`` exists in ``zone``, smallest
+    (the earlier instant) first: one, two (a repeated hour) or none (a skipped hour)."""
+    naive = _EPOCH + timedelta(microseconds=local_ns // 1000)
+    found = set()
+    for fold in (0, 1):
+        candidate = naive.replace(tzinfo=zone, fold=fold)
+        if candidate.astimezone(UTC).astimezone(zone).replace(tzinfo=None) == naive:
+            offset = candidate.utcoffset()
+            if offset is not None:
+                found.add(-int(offset.total_seconds()) * NS)
+    return sorted(found)
+
+
+def _offset_from_local_ns(local_ns: int, zone: Any, interval_ns: int | None, utc_offset_ns: int) -> int:
+    """``offset_from_local_ns`` of ``date_bin_wallclock.rs``: a repeated wall-clock time takes the earlier
+    instant unless the stride is no longer than the repeat (then the input's own offset); a skipped one
+    takes the offset from 24 hours before."""
+    offsets = _local_offsets(local_ns, zone)
+    if len(offsets) == 1:
+        return offsets[0]
+    if len(offsets) == 2:
+        earliest, latest = offsets
+        if interval_ns is not None and interval_ns <= latest - earliest:
+            return -utc_offset_ns
+        return earliest
+    return _offset_from_local_ns(local_ns - 24 * 3600 * NS, zone, interval_ns, utc_offset_ns)
+
+
+def wallclock_bin(utc_ns: int, stride_ns: int, origin_ns: int, zone_name: str) -> int:
+    """``date_bin_wallclock`` of one instant (``date_bin_wallclock.rs``)."""
+    if zone_name in _UTC_NAMES:
+        return date_bin_ns(utc_ns, stride_ns, origin_ns)
+    zone = _zone(zone_name)
+    utc_offset = _offset_from_utc_ns(utc_ns, zone)
+    local = date_bin_ns(utc_ns + utc_offset, stride_ns, origin_ns)
+    return local + _offset_from_local_ns(local, zone, stride_ns, utc_offset)
+
+
+def _wallclock_udf(types: list[pa.DataType], alias: str) -> Any:
+    if len(types) not in (2, 3) or not pa.types.is_timestamp(types[1]):
+        raise SqlFunctionError(
+            "Error during planning: Failed to coerce arguments to satisfy a call to 'date_bin_wallclock' function: "
+            f"coercion from {', '.join(df_type_name(t) for t in types)} to the signature OneOf([Exact([Interval("
+            "MonthDayNano), Timestamp(ns)]), Exact([Interval(MonthDayNano), Timestamp(ns), Timestamp(ns)]), "
+            'Exact([Interval(MonthDayNano), Timestamp(ns, "+TZ")]), Exact([Interval(MonthDayNano), '
+            'Timestamp(ns, "+TZ"), Timestamp(ns)])]) failed')
+    out = pa.timestamp("ns", types[1].tz)
+    zone = out.tz
+    types = [pa.month_day_nano_interval(), out, *([pa.timestamp("ns")] if len(types) == 3 else [])]
+
+    def binned(stride: pa.Array, time: pa.Array, *origin: pa.Array) -> pa.Array:
+        stride_ns = _interval_ns(stride, "date_bin_wallclock")
+        origin_ns = _origin_ns(origin)
+        ints = time.cast(pa.int64()).to_pylist()
+        if zone is None:
+            vals = [None if t is None else date_bin_ns(t, stride_ns, origin_ns) for t in ints]
+        else:
+            vals = [None if t is None else wallclock_bin(t, stride_ns, origin_ns, zone) for t in ints]
+        return pa.array(vals, pa.int64()).cast(out)
+
+    return udf(binned, types, out, "immutable", name=alias)
+
+
+# ------------------------------------------------------------------------------------------------ gap filling
+def _plan_nodes(plan: Any) -> list[Any]:
+    """The chain of plan nodes from the root down (first input only)."""
+    chain = [plan]
+    while chain[-1].inputs():
+        chain.append(chain[-1].inputs()[0])
+    return chain
+
+
+def _variant(plan: Any) -> tuple[str, Any]:
+    v = plan.to_variant()
+    return type(v).__name__, v
+
+
+def _split_args(text: str) -> list[str]:
+    args, depth, cur, quote = [], 0, "", False
+    for ch in text:
+        if ch == '"':
+            quote = not quote
+        if not quote and ch in "([{":
+            depth += 1
+        elif not quote and ch in ")]}":
+            depth -= 1
+        if ch == "," and depth == 0 and not quote:
+            args.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        args.append(cur.strip())
+    return args
+
+
+def _gapfill_error(*contexts: str, message: str) -> SqlFunctionError:
+    chain = "".join(f"{c}\ncaused by\n" for c in contexts)
+    return SqlFunctionError(f"{GAPFILL_CONTEXT}{chain}Error during planning: {message}")
+
+
+def _find_aggregate(chain: list[Any]) -> tuple[int, Any] | None:
+    for i, node in enumerate(chain):
+        kind, v = _variant(node)
+        if kind == "Aggregate" and any(_GAP_CALL.search(e.schema_name()) for e in v.group_by_exprs()):
+            return i, v
+    return None
+
+
+def _time_bounds(plan: Any, time_col: str) -> tuple[tuple[int, bool] | None, tuple[int, bool] | None]:
+    """(lower, upper) time bounds ``(ns, inclusive)`` from the filters below the aggregate."""
+    conjuncts: list[Any] = []
+
+    def split(expr: Any) -> None:
+        if expr.variant_name() == "BinaryExpr":
+            b = expr.to_variant()
+            if b.op().upper() == "AND":
+                split(b.left())
+                split(b.right())
+                return
+        conjuncts.append(expr)
+
+    def walk(node: Any) -> None:
+        kind, v = _variant(node)
+        if kind == "Filter":
+            split(v.predicate())
+        elif kind == "TableScan":
+            for f in v.filters():
+                split(f)
+        for child in node.inputs():
+            walk(child)
+
+    walk(plan)
+    lower: tuple[int, bool] | None = None
+    upper: tuple[int, bool] | None = None
+    flip = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "=": "="}
+    for expr in conjuncts:
+        if expr.variant_name() != "BinaryExpr":
+            continue
+        b = expr.to_variant()
+        op, left, right = b.op(), b.left(), b.right()
+        if op not in flip:
+            continue
+        if left.variant_name() == "Literal" and right.variant_name() == "Column":
+            left, right, op = right, left, flip[op]
+        if left.variant_name() != "Column" or right.variant_name() != "Literal":
+            continue
+        if left.to_variant().name() != time_col:
+            continue
+        lit = right.to_variant()
+        if not pa.types.is_timestamp(_arrow_type(lit)):
+            continue
+        ns = lit.value_timestamp()[0]
+        if ns is None:
+            continue
+        if op in (">", ">=", "="):
+            cand = (ns + 1, True) if op == ">" else (ns, True)
+            lower = cand if lower is None or cand[0] > lower[0] else lower
+        if op in ("<", "<=", "="):
+            cand = (ns - 1, True) if op == "<" else (ns, True)
+            upper = cand if upper is None or cand[0] < upper[0] else upper
+    return lower, upper
+
+
+def _arrow_type(lit: Any) -> pa.DataType:
+    try:
+        return parse_types(str(lit.data_type()))[0]
+    except ValueError:
+        return pa.null()
+
+
+def _fill_strategies(upper_nodes: list[tuple[str, Any]], agg_names: list[str]) -> dict[str, str]:
+    """``{aggregate column name: 'locf' | 'interpolate'}`` from the projection above the aggregate."""
+    strategies: dict[str, str] = {}
+    for kind, v in upper_nodes:
+        if kind != "Projection":
+            continue
+        for expr in v.projections():
+            for m in re.finditer(r"\b(locf|interpolate)__f\d+\((.*)\)", expr.canonical_name()):
+                inner = m.group(2)
+                if inner in agg_names:
+                    if strategies.get(inner, m.group(1)) != m.group(1):
+                        raise SqlFunctionError(
+                            f"{GAPFILL_CONTEXT}handle_projection\ncaused by\nThis feature is not implemented: "
+                            f"multiple fill strategies for the same column")
+                    strategies[inner] = m.group(1)
+    return strategies
+
+
+def _check_misuse(chain: list[Any]) -> None:
+    text = str(chain[0].display_indent())
+    if _GAP_CALL.search(text):
+        raise _gapfill_error(message=f"{GAPFILL} may only be used as a GROUP BY expression")
+    for fill in FILLS:
+        if re.search(rf"\b{fill}__f\d+\(", text):
+            raise _gapfill_error(message=f"{fill} may only be used in the SELECT list of a gap-filling query")
+
+
+def _run_gapfill(ctx: SessionContext, df: Any, state: QueryFunctions) -> pa.Table:
+    plan = df.optimized_logical_plan()
+    chain = _plan_nodes(plan)
+    found = _find_aggregate(chain)
+    if found is None:
+        _check_misuse(chain)
+        return df.to_arrow_table()
+    index, agg = found
+    groups = [e.schema_name() for e in agg.group_by_exprs()]
+    gap_positions = [i for i, g in enumerate(groups) if _GAP_CALL.search(g)]
+    if sum(len(_GAP_CALL.findall(g)) for g in groups) > 1:
+        raise _gapfill_error("handle_aggregate", "replace_date_bin_gapfill",
+                             message="DATE_BIN_GAPFILL specified more than once")
+    gap = gap_positions[0]
+    head = _GAP_CALL.match(groups[gap])
+    if head is None:
+        raise _gapfill_error("handle_aggregate", "replace_date_bin_gapfill",
+                             message="DATE_BIN_GAPFILL must be a top-level expression in the GROUP BY clause when "
+                                     "gap filling. It cannot be part of another expression or cast")
+    args = _split_args(groups[gap][head.end():-1])
+    source = args[1] if len(args) > 1 else ""
+    source = re.sub(r"^(?:tz|CAST)\((.*?)(?:,.*)?\)$", r"\1", source)
+    if not re.fullmatch(r"[\w.\"]+", source):
+        raise _gapfill_error("handle_aggregate", "build_gapfill_node", "get time column",
+                             message="DATE_BIN_GAPFILL requires a column as the source argument")
+    time_col = source.rsplit(".", 1)[-1].strip('"')
+    lower, upper = _time_bounds(chain[index].inputs()[0], time_col)
+    if lower is None or upper is None:
+        which = ("both upper and lower time bounds" if lower is None and upper is None
+                 else "lower time bound" if lower is None else "upper time bound")
+        raise _gapfill_error("handle_aggregate", "build_gapfill_node", "validate time range",
+                             message=f"gap-filling query is missing {which}")
+    upper_nodes = [_variant(node) for node in chain[:index]]
+    for kind, _v in upper_nodes:
+        if kind not in ("Projection", "Sort", "Limit", "Filter"):
+            raise SqlFunctionError(f"This feature is not implemented: gap filling below a {kind} "
+                                   "(embedded engine)")
+    table = ctx.create_dataframe_from_logical_plan(chain[index]).to_arrow_table()
+    agg_names = [e.schema_name() for e in agg.aggregate_exprs()]
+    strategies = _fill_strategies(upper_nodes, agg_names)
+    filled = _fill(table, gap, len(groups), lower[0], upper[0], state, strategies, agg_names)
+    return _run_upper(filled, chain[index], upper_nodes)
+
+
+def _fill(table: pa.Table, gap: int, n_groups: int, lower: int, upper: int, state: QueryFunctions,
+          strategies: dict[str, str], agg_names: list[str]) -> pa.Table:
+    """The server's GapFill over the aggregate's output (``exec/gapfill``)."""
+    if table.num_rows == 0 or state.stride_ns is None:
+        return table
+    stride, origin = state.stride_ns, state.origin_ns
+    first = date_bin_ns(lower, stride, origin)
+    last = date_bin_ns(upper, stride, origin)
+    names = table.column_names
+    series_idx = [i for i in range(n_groups) if i != gap]
+    cols = [c.to_pylist() for c in table.columns]
+    times = table.column(gap).cast(pa.int64()).to_pylist()
+    by_series: dict[tuple, dict[int, int]] = {}
+    order: list[tuple] = []
+    for row in range(table.num_rows):
+        key = tuple(cols[i][row] for i in series_idx)
+        if key not in by_series:
+            by_series[key] = {}
+            order.append(key)
+        if times[row] is not None:
+            by_series[key][times[row]] = row
+    order.sort(key=lambda k: tuple((v is not None, v) for v in k))
+    out: list[list[Any]] = [[] for _ in names]
+    for key in order:
+        rows = by_series[key]
+        bins = sorted(set(range(first, last + 1, stride)) | set(rows))
+        for c in range(n_groups, len(names)):
+            agg = agg_names[c - n_groups]
+            kind = strategies.get(agg)
+            values = [cols[c][rows[b]] if b in rows else None for b in bins]
+            if kind == "locf":
+                prev = None
+                for j, v in enumerate(values):
+                    if v is None:
+                        values[j] = prev
+                    else:
+                        prev = v
+            elif kind == "interpolate":
+                values = _interpolate(bins, rows, cols[c], table.schema.field(c).type)
+            elif agg.startswith("count("):
+                values = [0 if b not in rows else v for b, v in zip(bins, values, strict=True)]
+            out[c].extend(values)
+        for j, i in enumerate(series_idx):
+            out[i].extend([key[j]] * len(bins))
+        out[gap].extend(bins)
+    arrays = []
+    for c in range(len(names)):
+        typ = table.schema.field(c).type
+        if c == gap:
+            arrays.append(pa.array(out[c], pa.int64()).cast(typ))
+        elif pa.types.is_dictionary(typ):
+            arrays.append(pa.array(out[c], typ.value_type).dictionary_encode().cast(typ))
+        elif pa.types.is_struct(typ):
+            arrays.append(_struct_array(out[c], typ))
+        else:
+            arrays.append(pa.array(out[c], typ))
+    schema = pa.schema([f.with_nullable(True) for f in table.schema])
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _struct_array(values: list[Any], typ: pa.StructType) -> pa.StructArray:
+    """A struct column whose null rows have null fields too (as arrow-rs builds a null struct scalar), so a
+    field read from a filled row is null."""
+    mask = pa.array([v is None for v in values])
+    children = [pa.array([None if v is None else v.get(f.name) for v in values], f.type) for f in typ]
+    return pa.StructArray.from_arrays(children, fields=list(typ), mask=mask)
+
+
+def _interpolate(bins: list[int], rows: dict[int, int], column: list[Any], typ: pa.DataType) -> list[Any]:
+    """``algo/interpolate.rs``: between two consecutive input rows with values, linear in time; an input
+    row holding null ends a segment; integers truncated toward zero."""
+    points = sorted((t, column[r]) for t, r in rows.items())
+    out: list[Any] = []
+    for b in bins:
+        if b in rows:
+            out.append(column[rows[b]])
+            continue
+        before = [p for p in points if p[0] < b]
+        after = [p for p in points if p[0] > b]
+        if not before or not after or before[-1][1] is None or after[0][1] is None:
+            out.append(None)
+            continue
+        (t0, v0), (t1, v1) = before[-1], after[0]
+        value = (v1 - v0) / (t1 - t0) * (b - t0) + v0
+        out.append(int(value) if pa.types.is_integer(typ) else value)
+    return out
+
+
+def _run_upper(filled: pa.Table, agg_plan: Any, upper_nodes: list[tuple[str, Any]]) -> pa.Table:
+    """Run the plan nodes above the aggregate (bottom up) over the filled rows, in a session where the rows
+    carry the aggregate's column qualifier."""
+    qualifiers = set()
+    _kind, agg = _variant(agg_plan)
+    for e in agg.group_by_exprs():
+        if e.variant_name() == "Column":
+            rel = e.to_variant().relation()
+            if rel:
+                qualifiers.add(rel)
+    if len(qualifiers) > 1:
+        raise SqlFunctionError("This feature is not implemented: gap filling over columns of several tables "
+                               "(embedded engine)")
+    relation = qualifiers.pop() if qualifiers else "gapfill"
+    ctx2 = SessionContext()
+    batches = filled.to_batches() or [pa.RecordBatch.from_pylist([], schema=filled.schema)]
+    ctx2.register_record_batches('"' + relation.replace('"', '""') + '"', [batches])
+    out = ctx2.table('"' + relation.replace('"', '""') + '"')
+    for kind, v in reversed(upper_nodes):
+        if kind == "Projection":
+            # names as in the original plan (the filled rows carry one qualifier for all their columns)
+            out = out.select(*(Expr(e) if e.variant_name() in ("Alias", "Column")
+                               else Expr(e).alias(e.schema_name()) for e in v.projections()))
+        elif kind == "Filter":
+            out = out.filter(Expr(v.predicate()))
+        elif kind == "Sort":
+            out = out.sort(*(SortExpr(Expr(e.expr()), e.ascending(), e.nulls_first()) for e in v.sort_exprs()))
+            if v.get_fetch_val():
+                out = out.limit(v.get_fetch_val())
+        elif kind == "Limit":
+            fetch = v.fetch().python_value() if v.fetch() is not None else None
+            skip = v.skip().python_value() if v.skip() is not None else 0
+            out = out.limit(fetch, skip or 0)
+    return out.to_arrow_table()

@@ -1,0 +1,200 @@
+"""The SQL functions the server registers on every query (issue 10 item 5), on the docs' home sample data.
+
+Expected values follow the InfluxDB 3 SQL reference examples and the query_functions crate's own tests
+(influxdata/influxdb ``core/query_functions``, ``core/iox_query/src/analyzer/handle_gapfill.rs``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from emulator.engine import Engine
+from emulator.errors import QueryError
+from emulator.serialize import serialize
+from emulator.sqlfuncs import parse_types, wallclock_bin
+
+HOME = """home,room=Kitchen temp=21.0,hum=35.9,co=0i 1641024000
+home,room=Living\\ Room temp=21.1,hum=35.9,co=0i 1641024000
+home,room=Kitchen temp=23.0,hum=36.2,co=0i 1641027600
+home,room=Living\\ Room temp=21.4,hum=35.9,co=0i 1641027600
+home,room=Kitchen temp=22.7,hum=36.1,co=0i 1641031200
+home,room=Living\\ Room temp=21.8,hum=36.0,co=0i 1641031200
+"""
+RANGE = "WHERE time >= '2022-01-01T08:00:00Z' AND time <= '2022-01-01T10:00:00Z'"
+NS = 1_000_000_000
+H = 3600 * NS
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    eng = Engine(tmp_path, wal_flush_interval=0.01)
+    eng.open()
+    eng.write_lp("d", HOME, precision="s")
+    yield eng
+    eng.close()
+
+
+def rows(engine: Engine, sql: str) -> list[dict]:
+    return json.loads(serialize(engine.query("d", sql), "json")[0])
+
+
+def error(engine: Engine, sql: str) -> QueryError:
+    with pytest.raises(QueryError) as info:
+        engine.query("d", sql)
+    return info.value
+
+
+# ------------------------------------------------------------------------------------------ selectors
+def test_sql_selector_first_and_max_as_in_the_docs(engine: Engine) -> None:
+    sql = ("SELECT room, selector_first(temp, time)['time'] AS time, selector_first(temp, time)['value'] AS first "
+           "FROM home GROUP BY room ORDER BY room")
+    assert rows(engine, sql) == [{"room": "Kitchen", "time": "2022-01-01T08:00:00", "first": 21.0},
+                                 {"room": "Living Room", "time": "2022-01-01T08:00:00", "first": 21.1}]
+    sql = "SELECT room, selector_max(temp, time, hum) AS m FROM home GROUP BY room ORDER BY room"
+    assert rows(engine, sql) == [
+        {"room": "Kitchen", "m": {"value": 23.0, "time": "2022-01-01T09:00:00", "other_1": 36.2}},
+        {"room": "Living Room", "m": {"value": 21.8, "time": "2022-01-01T10:00:00", "other_1": 36.0}}]
+
+
+def test_sql_selector_structs_in_csv_and_pretty(engine: Engine) -> None:
+    """arrow-cast's display of a struct: ``{value: 23.0, time: 2022-01-01T09:00:00}``."""
+    table = engine.query("d", "SELECT selector_max(temp, time) AS m FROM home WHERE room = 'Kitchen'")
+    assert serialize(table, "csv")[0] == b'm\n"{value: 23.0, time: 2022-01-01T09:00:00}"\n'
+    assert b"| {value: 23.0, time: 2022-01-01T09:00:00} |" in serialize(table, "pretty")[0]
+
+
+def test_sql_selector_min_last_ties_nulls_and_column_name(engine: Engine) -> None:
+    engine.write_lp("d", "s v=5i 1\ns v=3i 2\ns v=3i 3\ns w=1i 4\ns v=9i 5", precision="s")
+    table = engine.query("d", "SELECT selector_min(v, time), selector_last(v, time) FROM s")
+    assert table.column_names == ["selector_min(s.v,s.time)", "selector_last(s.v,s.time)"]
+    # ties on the smallest value take the earliest time; a row with a null value is never selected
+    assert table.to_pylist()[0]["selector_min(s.v,s.time)"] == {"value": 3, "time": datetime(1970, 1, 1, 0, 0, 2)}
+    assert table.to_pylist()[0]["selector_last(s.v,s.time)"] == {"value": 9, "time": datetime(1970, 1, 1, 0, 0, 5)}
+    assert rows(engine, "SELECT selector_first(v, time) AS f FROM s WHERE v IS NULL") == [{}]  # null struct
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    ("selector_first(temp, temp)", "Error during planning: selector_first second argument must be a timestamp, "
+                                   "but got Float64"),
+    ("selector_max(temp)", "Error during planning: selector_max requires at least 2 arguments, got 1"),
+    ("selector_min()", "Error during planning: 'selector_min' does not support zero arguments No function matches "
+                       "the given name and argument types 'selector_min()'. You might need to add explicit type "
+                       "casts.\n\tCandidate functions:\n\tselector_min(Any, .., Any)"),
+])
+def test_sql_selector_errors_are_the_servers(engine: Engine, call: str, message: str) -> None:
+    err = error(engine, f"SELECT {call} FROM home")
+    assert (err.message, err.kind) == (message, "plan")
+
+
+def test_sql_one_function_called_with_different_types_keeps_each_type(engine: Engine) -> None:
+    table = engine.query("d", "SELECT selector_max(temp, time)['value'] AS t, selector_max(co, time)['value'] AS c, "
+                              "tz(time, 'Asia/Tokyo') AS a, tz(time, 'Europe/Paris') AS b FROM home GROUP BY time "
+                              "ORDER BY time LIMIT 1")
+    assert [str(t) for t in table.schema.types] == ["double", "int64", "timestamp[ns, tz=Asia/Tokyo]",
+                                                    "timestamp[ns, tz=Europe/Paris]"]
+    assert table.column(1).to_pylist() == [0]
+
+
+# ------------------------------------------------------------------------------------------ tz, wallclock
+def test_sql_tz_types_and_renders_the_zone(engine: Engine) -> None:
+    table = engine.query("d", "SELECT tz(time, 'America/New_York') AS t, tz(time + INTERVAL '1 hour', "
+                              "'America/New_York') AS u FROM home WHERE room = 'Kitchen' ORDER BY time LIMIT 1")
+    assert [str(t) for t in table.schema.types] == ["timestamp[ns, tz=America/New_York]"] * 2
+    assert str(engine.query("d", "SELECT tz(time) AS u FROM home LIMIT 1").schema.types[0]) == "timestamp[ns, tz=UTC]"
+    assert rows(engine, "SELECT tz(time, 'America/New_York') AS t FROM home WHERE room = 'Kitchen' "
+                        "ORDER BY time LIMIT 1") == [{"t": "2022-01-01T03:00:00-05:00"}]
+    err = error(engine, "SELECT tz(time, 'Mars/Olympus') FROM home")
+    assert err.message == 'Error during planning: TZ requires a valid timezone string, got "Mars/Olympus"'
+
+
+def test_sql_date_bin_wallclock_docs_example(engine: Engine) -> None:
+    sql = ("SELECT date_bin_wallclock(INTERVAL '12 hours', tz(time, 'America/Los_Angeles')) AS time, room, "
+           "avg(temp) AS avg_temp FROM home WHERE time >= '2022-01-01T08:00:00Z' AND time < '2022-01-01T20:00:00Z' "
+           "GROUP BY 1, room ORDER BY room")
+    assert rows(engine, sql) == [
+        {"time": "2022-01-01T00:00:00-08:00", "room": "Kitchen", "avg_temp": 22.233333333333334},
+        {"time": "2022-01-01T00:00:00-08:00", "room": "Living Room", "avg_temp": 21.433333333333334}]
+
+
+def ns(*args: int) -> int:
+    return int(datetime(*args, tzinfo=UTC).timestamp()) * NS
+
+
+@pytest.mark.parametrize(("utc", "stride", "origin", "zone", "expected"), [
+    # the crate's unit tests (MAYDAY = 2021-05-01T00:00:00Z)
+    (ns(2021, 5, 1, 1), 24 * H, 0, "America/New_York", ns(2021, 5, 1) - 20 * H),
+    (ns(2021, 5, 1) - 2 * H, 24 * H, 0, "Europe/Paris", ns(2021, 5, 1) - 2 * H),
+    (ns(2021, 5, 1), 24 * H, ns(2021, 4, 30), "Europe/London", ns(2021, 5, 1) - H),
+    (ns(2021, 5, 1, 1), 24 * H, ns(2021, 5, 2), "Europe/London", ns(2021, 5, 1) - H),
+    # its doc comment: one minute apart across the repeated hour, two hours apart in bins
+    (ns(2020, 10, 25, 1, 29), H, 30 * 60 * NS, "Europe/Paris", ns(2020, 10, 24, 23, 30)),
+    (ns(2020, 10, 25, 1, 30), H, 30 * 60 * NS, "Europe/Paris", ns(2020, 10, 25, 1, 30)),
+    # UTC names behave as date_bin
+    (ns(2021, 5, 1, 13), 24 * H, 0, "Etc/UTC", ns(2021, 5, 1)),
+])
+def test_sql_date_bin_wallclock_matches_the_crate(utc: int, stride: int, origin: int, zone: str,
+                                                  expected: int) -> None:
+    assert wallclock_bin(utc, stride, origin, zone) == expected
+
+
+# ------------------------------------------------------------------------------------------ gap filling
+def test_sql_gapfill_interpolate_docs_example(engine: Engine) -> None:
+    sql = (f"SELECT date_bin_gapfill(INTERVAL '30 minutes', time) as _time, room, interpolate(avg(temp)) "
+           f"FROM home {RANGE} GROUP BY _time, room")
+    got = rows(engine, sql)
+    assert [(r["_time"][11:16], r["room"], r["interpolate(avg(home.temp))"]) for r in got] == [
+        ("08:00", "Kitchen", 21.0), ("08:30", "Kitchen", 22.0), ("09:00", "Kitchen", 23.0),
+        ("09:30", "Kitchen", 22.85), ("10:00", "Kitchen", 22.7),
+        ("08:00", "Living Room", 21.1), ("08:30", "Living Room", 21.25), ("09:00", "Living Room", 21.4),
+        ("09:30", "Living Room", 21.6), ("10:00", "Living Room", 21.8)]
+
+
+def test_sql_gapfill_locf_count_default_order_and_limit(engine: Engine) -> None:
+    sql = (f"SELECT date_bin_gapfill(INTERVAL '30 minutes', time) as _time, room, locf(avg(temp)) AS t, "
+           f"count(*) AS n, avg(co) AS co FROM home {RANGE} GROUP BY _time, room ORDER BY room DESC, _time LIMIT 3")
+    assert rows(engine, sql) == [
+        {"_time": "2022-01-01T08:00:00", "room": "Living Room", "t": 21.1, "n": 1, "co": 0.0},
+        {"_time": "2022-01-01T08:30:00", "room": "Living Room", "t": 21.1, "n": 0},
+        {"_time": "2022-01-01T09:00:00", "room": "Living Room", "t": 21.4, "n": 1, "co": 0.0}]
+
+
+def test_sql_gapfill_bins_span_the_where_range_and_integers_truncate(engine: Engine) -> None:
+    engine.write_lp("d", "g v=10i 1641024000\ng v=21i 1641031200", precision="s")
+    sql = ("SELECT date_bin_gapfill(INTERVAL '1 hour', time) AS t, interpolate(max(v)) AS v FROM g "
+           "WHERE time >= '2022-01-01T07:30:00Z' AND time < '2022-01-01T11:00:00Z' GROUP BY 1")
+    assert rows(engine, sql) == [{"t": "2022-01-01T07:00:00"}, {"t": "2022-01-01T08:00:00", "v": 10},
+                                 {"t": "2022-01-01T09:00:00", "v": 15}, {"t": "2022-01-01T10:00:00", "v": 21}]
+
+
+@pytest.mark.parametrize(("sql", "message"), [
+    ("SELECT date_bin_gapfill(INTERVAL '1 hour', time) AS t, avg(temp) FROM home "
+     "WHERE time >= '2022-01-01T08:00:00Z' GROUP BY 1",
+     "handle_gap_fill\ncaused by\nhandle_aggregate\ncaused by\nbuild_gapfill_node\ncaused by\nvalidate time range"
+     "\ncaused by\nError during planning: gap-filling query is missing upper time bound"),
+    ("SELECT date_bin_gapfill(INTERVAL '1 hour', time) AS t, avg(temp) FROM home GROUP BY 1",
+     "handle_gap_fill\ncaused by\nhandle_aggregate\ncaused by\nbuild_gapfill_node\ncaused by\nvalidate time range"
+     "\ncaused by\nError during planning: gap-filling query is missing both upper and lower time bounds"),
+    ("SELECT locf(temp) FROM home",
+     "handle_gap_fill\ncaused by\nError during planning: locf may only be used in the SELECT list of a "
+     "gap-filling query"),
+    ("SELECT date_bin_gapfill(INTERVAL '1 hour', time) FROM home",
+     "handle_gap_fill\ncaused by\nError during planning: date_bin_gapfill may only be used as a GROUP BY "
+     "expression"),
+])
+def test_sql_gapfill_errors_are_the_analyzers(engine: Engine, sql: str, message: str) -> None:
+    err = error(engine, sql)
+    assert (err.message, err.kind) == (message, "plan")
+
+
+def test_sql_df_type_names_parse() -> None:
+    text = ('Dictionary(Int32, Utf8), UInt64, Interval(MonthDayNano), Timestamp(ns, "America/New_York"), '
+            'Struct("value": Float64, "time": Timestamp(ns)), Timestamp(ms), List(Int64), Decimal128(10, 2)')
+    assert [str(t) for t in parse_types(text)] == [
+        "dictionary<values=string, indices=int32, ordered=0>", "uint64", "month_day_nano_interval",
+        "timestamp[ns, tz=America/New_York]", "struct<value: double, time: timestamp[ns]>", "timestamp[ms]",
+        "list<item: int64>", "decimal128(10, 2)"]
