@@ -3,23 +3,31 @@
 Contract: influxdb3 3.10.1 ``service_grpc_flight`` (statuses, ticket forms, database headers),
 ``influxdb3/tests/server/flight.rs`` (``flight``: rows and the missing-table error), ``authz`` /
 ``influxdb3_authz`` (tokens). Clients: influxdb3-python, ADBC Flight SQL, pyarrow.flight.
+
+One test, two targets: with ``INFLUXDB3_URL`` (+ ``INFLUXDB3_AUTH_TOKEN``) the same tests run against that real
+server, except those marked ``embedded_only`` (the documented differences of COVERAGE.md).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import socket
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.flight as fl
 import pytest
+import requests
 
 from emulator.flight.protocol import encode_any, field_len
+from tests.emulator.conftest import unique_name
 from tests.flight_clients import adbc_query, assert_flight_clients_query, grpc_message, influxdb3_query
-from tests.support import ServerProcess, start_server
+from tests.support import RemoteServer, ServerProcess, remote_server, remote_target, start_server
 
 SQL_URL = "type.googleapis.com/arrow.flight.protocol.sql."
 # influxdb3/tests/server/flight.rs `flight`: three rows written with second precision
@@ -30,14 +38,38 @@ FLIGHT_RS_LP = (
 )
 
 
+embedded_only = pytest.mark.skipif(remote_target() is not None,
+                                   reason="the embedded engine's documented difference (COVERAGE.md)")
+
+
+@dataclass
+class Target:
+    """A server under test: HTTP and Flight on ``url``/``port``; ``db`` holds flight.rs's rows."""
+
+    url: str
+    port: int
+    token: str | None
+    session: requests.Session
+    db: str
+
+
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """Auth on, admin token; database ``foo`` holds flight.rs's rows."""
-    with start_server(tmp_path_factory.mktemp("flight"), auth=True) as s:
-        r = s.session.post(f"{s.url}/api/v3/write_lp", params={"db": "foo", "precision": "second"},
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    """Auth on with an admin token (or the real server of INFLUXDB3_URL); a fresh database with flight.rs's rows."""
+    db = unique_name("flight")
+    with contextlib.ExitStack() as stack:
+        remote = remote_server()
+        if remote is not None:
+            if not remote.token:
+                pytest.skip("INFLUXDB3_AUTH_TOKEN is not set for the remote server")
+            s: ServerProcess | RemoteServer = stack.enter_context(remote)
+        else:
+            s = stack.enter_context(start_server(tmp_path_factory.mktemp("flight"), auth=True))
+        r = s.session.post(f"{s.url}/api/v3/write_lp", params={"db": db, "precision": "second"},
                            data=FLIGHT_RS_LP, timeout=30)
         assert r.status_code == 204, r.text
-        yield s
+        yield Target(s.url, urlsplit(s.url).port or 8181, s.token, s.session, db)
+        s.session.delete(f"{s.url}/api/v3/configure/database", params={"db": db}, timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +80,7 @@ def open_srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess
         yield s
 
 
-def client(s: ServerProcess) -> fl.FlightClient:
+def client(s: Target | ServerProcess) -> fl.FlightClient:
     return fl.FlightClient(f"grpc://127.0.0.1:{s.port}")
 
 
@@ -78,8 +110,8 @@ def status_of(call) -> tuple[type, str]:
 # -- the real clients ----------------------------------------------------------------------------------
 
 
-def test_influxdb3_python_query_returns_flight_rs_rows(srv: ServerProcess) -> None:
-    table = influxdb3_query(srv.url, srv.token, "foo", "SELECT host, region, time, usage FROM cpu ORDER BY time")
+def test_influxdb3_python_query_returns_flight_rs_rows(srv: Target) -> None:
+    table = influxdb3_query(srv.url, srv.token, srv.db, "SELECT host, region, time, usage FROM cpu ORDER BY time")
     assert table.column_names == ["host", "region", "time", "usage"]
     assert table.column("usage").to_pylist() == [0.9, 0.89, 0.85]
     times = [t.isoformat() for t in table.column("time").to_pylist()]
@@ -87,29 +119,30 @@ def test_influxdb3_python_query_returns_flight_rs_rows(srv: ServerProcess) -> No
     assert table.column("host").to_pylist() == ["s1"] * 3
 
 
-def test_influxdb3_python_query_parameters_and_reader_mode(srv: ServerProcess) -> None:
+def test_influxdb3_python_query_parameters_and_reader_mode(srv: Target) -> None:
     from influxdb_client_3 import InfluxDBClient3
 
-    with InfluxDBClient3(host=srv.url, token=srv.token, database="foo") as c:
+    with InfluxDBClient3(host=srv.url, token=srv.token, database=srv.db) as c:
         t = c.query("SELECT usage FROM cpu WHERE usage > $min ORDER BY usage", query_parameters={"min": 0.86})
         assert t.column("usage").to_pylist() == [0.89, 0.9]
         reader = c.query("SELECT count(*) AS n FROM cpu", mode="reader")
         assert reader.read_all().column("n").to_pylist() == [3]
 
 
-def test_adbc_flight_sql_query_returns_rows_and_sql_error(srv: ServerProcess) -> None:
-    table = adbc_query(srv.port, srv.token, "foo", "SELECT host, region, time, usage FROM cpu ORDER BY time")
+def test_adbc_flight_sql_query_returns_rows_and_sql_error(srv: Target) -> None:
+    table = adbc_query(srv.port, srv.token, srv.db, "SELECT host, region, time, usage FROM cpu ORDER BY time")
     assert table.num_rows == 3 and table.column("usage").to_pylist() == [0.9, 0.89, 0.85]
     with pytest.raises(Exception) as info:
-        adbc_query(srv.port, srv.token, "foo", "SELECT * FROM invalid_table")
+        adbc_query(srv.port, srv.token, srv.db, "SELECT * FROM invalid_table")
     assert "table 'public.iox.invalid_table' not found" in str(info.value)  # flight.rs `flight`
     assert "INVALID_ARGUMENT" in str(info.value)
 
 
-def test_both_clients_agree_with_http(srv: ServerProcess) -> None:
-    assert assert_flight_clients_query(srv.port, srv.token, "foo", "SELECT * FROM cpu") == 3
+def test_both_clients_agree_with_http(srv: Target) -> None:
+    assert assert_flight_clients_query(srv.port, srv.token, srv.db, "SELECT * FROM cpu") == 3
 
 
+@embedded_only
 def test_without_auth_needs_no_token(open_srv: ServerProcess) -> None:
     assert influxdb3_query(open_srv.url, None, "foo", "SELECT v FROM m").column("v").to_pylist() == [1]
     assert adbc_query(open_srv.port, None, "foo", "SELECT v FROM m").column("v").to_pylist() == [1]
@@ -118,56 +151,57 @@ def test_without_auth_needs_no_token(open_srv: ServerProcess) -> None:
 # -- statuses (service_grpc_flight lib.rs) -------------------------------------------------------------
 
 
-def test_unknown_database_is_internal_with_the_servers_text(srv: ServerProcess) -> None:
+def test_unknown_database_is_internal_with_the_servers_text(srv: Target) -> None:
     kind, msg = status_of(lambda: client(srv).do_get(ticket(database="nodb", sql_query="SELECT 1"),
                                                      opts(srv.token)).read_all())
     assert kind is fl.FlightInternalError
     assert msg == "Cannot retrieve database: External error: database not found: nodb"
 
 
-def test_sql_error_is_invalid_argument(srv: ServerProcess) -> None:
-    kind, msg = status_of(lambda: client(srv).do_get(ticket(database="foo", sql_query="SELECT * FROM nope"),
+def test_sql_error_is_invalid_argument(srv: Target) -> None:
+    kind, msg = status_of(lambda: client(srv).do_get(ticket(database=srv.db, sql_query="SELECT * FROM nope"),
                                                      opts(srv.token)).read_all())
     assert kind is pa.ArrowInvalid
     assert msg == "Error while logically planning query: Error during planning: table 'public.iox.nope' not found"
 
 
-def test_influxql_is_unimplemented(srv: ServerProcess) -> None:
+@embedded_only
+def test_influxql_is_unimplemented(srv: Target) -> None:
     kind, msg = status_of(lambda: client(srv).do_get(
-        ticket(database="foo", sql_query="SHOW MEASUREMENTS", query_type="influxql"), opts(srv.token)).read_all())
+        ticket(database=srv.db, sql_query="SHOW MEASUREMENTS", query_type="influxql"), opts(srv.token)).read_all())
     assert kind is pa.ArrowNotImplementedError
     assert msg == "This feature is not implemented: InfluxQL queries (embedded engine)"
 
 
 @pytest.mark.parametrize("raw", [b"not json", b'{"database":"foo"}', b'{"database":"foo","sql_query":"x","query_type":"sql2"}',
                                  b'{"database":"foo","bucket":"foo","sql_query":"SELECT 1"}'])
-def test_bad_ticket_is_invalid_argument_before_auth(srv: ServerProcess, raw: bytes) -> None:
+def test_bad_ticket_is_invalid_argument_before_auth(srv: Target, raw: bytes) -> None:
     kind, msg = status_of(lambda: client(srv).do_get(fl.Ticket(raw)).read_all())  # no token: decoded first
     assert (kind, msg) == (pa.ArrowInvalid, "Invalid ticket. Error: Invalid ticket")
 
 
 @pytest.mark.parametrize("auth", [None, "Bearer wrong", "Basic Zm9v", "Digest abc", "Bearer "])
-def test_missing_or_unknown_token_is_unauthenticated(srv: ServerProcess, auth: str | None) -> None:
+def test_missing_or_unknown_token_is_unauthenticated(srv: Target, auth: str | None) -> None:
     headers = [(b"authorization", auth.encode())] if auth is not None else []
-    kind, msg = status_of(lambda: client(srv).do_get(ticket(database="foo", sql_query="SELECT 1"),
+    kind, msg = status_of(lambda: client(srv).do_get(ticket(database=srv.db, sql_query="SELECT 1"),
                                                      fl.FlightCallOptions(headers=headers)).read_all())
     assert (kind, msg) == (fl.FlightUnauthenticatedError, "Unauthenticated")
 
 
-def test_token_schemes_like_the_server(srv: ServerProcess) -> None:
-    t = ticket(database="foo", sql_query="SELECT count(*) AS n FROM cpu")
+def test_token_schemes_like_the_server(srv: Target) -> None:
+    t = ticket(database=srv.db, sql_query="SELECT count(*) AS n FROM cpu")
     basic = base64.b64encode(f"anyuser:{srv.token}".encode()).decode()
     for auth in (f"Bearer {srv.token}", f"Token {srv.token}", f"Basic {basic}"):
         table = client(srv).do_get(t, fl.FlightCallOptions(headers=[(b"authorization", auth.encode())])).read_all()
         assert table.column("n").to_pylist() == [3]
 
 
-def test_expired_token_is_permission_denied(srv: ServerProcess) -> None:
+def test_expired_token_is_permission_denied(srv: Target) -> None:
     r = srv.session.post(f"{srv.url}/api/v3/configure/token/named_admin",
-                         json={"token_name": "short", "expiry_secs": 1}, timeout=30)
+                         json={"token_name": unique_name("short"), "expiry_secs": 1}, timeout=30)
     assert r.status_code == 201, r.text
     token = r.json()["token"]
-    t = ticket(database="foo", sql_query="SELECT 1")
+    t = ticket(database=srv.db, sql_query="SELECT 1")
     assert client(srv).do_get(t, opts(token)).read_all().num_rows == 1
     deadline = time.monotonic() + 5
     while True:
@@ -180,9 +214,9 @@ def test_expired_token_is_permission_denied(srv: ServerProcess) -> None:
         time.sleep(0.1)  # poll interval while the 1 s expiry passes
 
 
-def test_undecodable_flight_sql_command_is_invalid_argument(srv: ServerProcess) -> None:
+def test_undecodable_flight_sql_command_is_invalid_argument(srv: Target) -> None:
     kind, msg = status_of(lambda: client(srv).get_flight_info(fl.FlightDescriptor.for_command(b"\x0a\x09ab"),
-                                                              opts(srv.token, database="foo")))
+                                                              opts(srv.token, database=srv.db)))
     assert kind is pa.ArrowInvalid and msg.startswith("Error while planning Flight SQL : Invalid protobuf: ")
 
 
@@ -199,7 +233,7 @@ class _EchoAuth(fl.ClientAuthHandler):
         return b""
 
 
-def test_handshake_echoes_and_needs_a_message(srv: ServerProcess) -> None:
+def test_handshake_echoes_and_needs_a_message(srv: Target) -> None:
     # lib.rs `handshake`: the first message is echoed; a handshake without one is INVALID_ARGUMENT (so
     # pyarrow's authenticate_basic_token, which sends headers only, fails there as here)
     auth = _EchoAuth()
@@ -213,10 +247,10 @@ def test_handshake_echoes_and_needs_a_message(srv: ServerProcess) -> None:
 
 
 @pytest.mark.parametrize("header", ["database", "bucket", "bucket-name", "iox-namespace-name"])
-def test_flight_sql_database_headers_and_ticket(srv: ServerProcess, header: str) -> None:
+def test_flight_sql_database_headers_and_ticket(srv: Target, header: str) -> None:
     c = client(srv)
     info = c.get_flight_info(statement("SELECT host, usage FROM cpu ORDER BY time"),
-                             opts(srv.token, **{header.replace("-", "_"): "foo"}))
+                             opts(srv.token, **{header.replace("-", "_"): srv.db}))
     assert info.schema.names == ["host", "usage"]
     assert info.total_records == -1 and len(info.endpoints) == 1 and not info.endpoints[0].locations
     table = c.do_get(info.endpoints[0].ticket, opts(srv.token)).read_all()  # the ticket names the database
@@ -224,40 +258,44 @@ def test_flight_sql_database_headers_and_ticket(srv: ServerProcess, header: str)
     assert table.column("usage").to_pylist() == [0.9, 0.89, 0.85]
 
 
-def test_flight_sql_header_errors(srv: ServerProcess) -> None:
+def test_flight_sql_header_errors(srv: Target) -> None:
     c = client(srv)
     desc = statement("SELECT 1")
     kind, msg = status_of(lambda: c.get_flight_info(desc, opts(srv.token)))
     assert (kind, msg) == (pa.ArrowInvalid, "no 'database' header in request")
-    kind, msg = status_of(lambda: c.get_flight_info(desc, opts(srv.token, database="foo", bucket="bar")))
+    kind, msg = status_of(lambda: c.get_flight_info(desc, opts(srv.token, database=srv.db, bucket="bar")))
     assert kind is pa.ArrowInvalid
     assert msg == 'More than one headers are found in request: ["database", "bucket"]. Please include only one of them'
     # the same name twice is fine
-    assert c.get_flight_info(desc, opts(srv.token, database="foo", bucket="foo")).schema.names == ["Int64(1)"]
+    assert c.get_flight_info(desc, opts(srv.token, database=srv.db, bucket=srv.db)).schema.names == ["Int64(1)"]
 
 
-def test_flight_sql_commands_and_errors(srv: ServerProcess) -> None:
+def test_flight_sql_commands_and_errors(srv: Target) -> None:
     c = client(srv)
-    h = opts(srv.token, database="foo")
+    h = opts(srv.token, database=srv.db)
     kind, msg = status_of(lambda: c.get_flight_info(fl.FlightDescriptor.for_command(
         encode_any("type.googleapis.com/x.Unknown", b"")), h))
     assert (kind, msg) == (pa.ArrowInvalid, "Error while planning Flight SQL : Unsupported FlightSQL message type: "
                                             "type.googleapis.com/x.Unknown")
-    kind, msg = status_of(lambda: c.get_flight_info(fl.FlightDescriptor.for_command(
-        encode_any(SQL_URL + "CommandGetTables", b"")), h))
-    assert (kind, msg) == (pa.ArrowNotImplementedError,
-                           "This feature is not implemented: Flight SQL CommandGetTables (embedded engine)")
     kind, msg = status_of(lambda: c.get_flight_info(fl.FlightDescriptor.for_path("cpu"), h))
     assert (kind, msg) == (pa.ArrowNotImplementedError, "Unsupported message type: FlightInfo with Path")
     kind, msg = status_of(lambda: c.get_flight_info(statement("SELECT * FROM nope"), h))
     assert (kind, msg) == (pa.ArrowInvalid, "Error while planning query: Error during planning: "
                                             "table 'public.iox.nope' not found")
-    kind, msg = status_of(lambda: c.get_flight_info(statement("SELECT 1"), opts("wrong", database="foo")))
+    kind, msg = status_of(lambda: c.get_flight_info(statement("SELECT 1"), opts("wrong", database=srv.db)))
     assert (kind, msg) == (fl.FlightUnauthenticatedError, "Unauthenticated")
     kind, msg = status_of(lambda: c.get_flight_info(statement("SELECT 1"), opts(srv.token, database="nodb")))
     assert kind is fl.FlightInternalError and msg.endswith("database not found: nodb")
     kind, msg = status_of(lambda: list(c.list_flights(options=h)))
     assert (kind, msg) == (pa.ArrowNotImplementedError, "Not yet implemented: list_flights")
+
+
+@embedded_only
+def test_flight_sql_metadata_commands_are_unimplemented(srv: Target) -> None:
+    kind, msg = status_of(lambda: client(srv).get_flight_info(fl.FlightDescriptor.for_command(
+        encode_any(SQL_URL + "CommandGetTables", b"")), opts(srv.token, database=srv.db)))
+    assert (kind, msg) == (pa.ArrowNotImplementedError,
+                           "This feature is not implemented: Flight SQL CommandGetTables (embedded engine)")
 
 
 # -- one port for both ---------------------------------------------------------------------------------
@@ -271,6 +309,7 @@ def _raw_http(port: int, chunks: list[bytes]) -> bytes:
         return s.recv(4096)
 
 
+@embedded_only
 def test_http_requests_starting_like_the_preface_still_reach_http(open_srv: ServerProcess) -> None:
     body = b"m v=2i 2"
     post = (f"POST /api/v3/write_lp?db=foo HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
