@@ -248,9 +248,11 @@ class Builder:
                             ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".complete"))
         return ctx
 
-    def build(self, image: str, tag: str, ctx: Path, args: dict[str, str]) -> None:
+    def build(self, image: str, tag: str, ctx: Path, args: dict[str, str], target: str | None = None) -> None:
         t0 = time.monotonic()
         cmd = ["docker", "build", "--network", "none", "--tag", tag, "--label", f"org.aichat-stack.image={image}"]
+        if target:
+            cmd += ["--target", target]
         for k, v in args.items():
             cmd += ["--build-arg", f"{k}={v}"]
         log(f"{tag}: docker build images/{image}")
@@ -277,8 +279,10 @@ class Builder:
             "wheels": self.wheels("engine", list(deps)),
             "engine/emulator": ROOT / "emulator",
         })
-        self.build("influxdb3-embedded", self.local["INFLUXDB3_IMAGE"], ctx,
-                   {"PYTHON_IMAGE": self.local["PROVISION_PYTHON_IMAGE"]})
+        args = {"PYTHON_IMAGE": self.local["PROVISION_PYTHON_IMAGE"]}
+        # The dependency stage gets a tag of its own, so `docker image prune` keeps it as the cache it is.
+        self.build("influxdb3-embedded", self.local["INFLUXDB3_IMAGE"] + "-deps", ctx, args, target="deps")
+        self.build("influxdb3-embedded", self.local["INFLUXDB3_IMAGE"], ctx, args)
 
 
 def _link_or_copy(src: str, dst: str) -> None:
