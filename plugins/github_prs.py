@@ -52,12 +52,15 @@
 # Runs on InfluxDB 3 Core's processing engine: fresh globals on every call, `LineBuilder` is a builtin, writes
 # are flushed after a normal return.
 
+import errno
 import json
 import os
 import re
+import socket
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import requests
 
@@ -123,6 +126,27 @@ _RATE_LIMIT_MARGIN = 0.5  # seconds added to a wait for x-ratelimit-reset (whole
 
 class ConfigError(ValueError):
     """A setting or request field is missing or invalid (answered 400)."""
+
+
+def _unreachable_reason(exc):
+    """"name not resolved" or "network unreachable" when a requests ConnectionError says this machine cannot
+    reach the host at all (offline, or a mistyped host), else None (refused, reset: those are retried).
+
+    Looks through the chain requests -> urllib3 (MaxRetryError.reason, NameResolutionError) -> socket.gaierror.
+    """
+    todo, seen = [exc], set()
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, socket.gaierror) or type(e).__name__ == "NameResolutionError":
+            return "name not resolved"
+        if isinstance(e, OSError) and e.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return "network unreachable"
+        todo += [e.__cause__, e.__context__, getattr(e, "reason", None)]
+        todo += [a for a in getattr(e, "args", ()) if isinstance(a, BaseException)]
+    return None
 
 
 class UpstreamError(RuntimeError):
@@ -406,8 +430,13 @@ class _GitHub:
                 return resp, data
             except requests.exceptions.Timeout as exc:
                 failure = _Retryable(f"timed out after {timeout:g}s ({type(exc).__name__})")
-            except requests.exceptions.ConnectionError:
-                failure = _Retryable("connection failed")
+            except requests.exceptions.ConnectionError as exc:
+                host = urlsplit(url).netloc
+                offline = _unreachable_reason(exc)
+                if offline:  # a retry cannot help: answer at once, naming the host (issue 8)
+                    raise UpstreamError(f"{what}: cannot reach {host} ({offline}); check this machine's network "
+                                        "and github_api_url") from None
+                failure = _Retryable(f"connection to {host} failed")
             except requests.exceptions.RequestException as exc:  # e.g. a body cut short; text may hold the URL
                 failure = _Retryable(f"request failed ({type(exc).__name__})")
             except _Retryable as exc:

@@ -3,9 +3,14 @@
 make run:  secrets -> ``python -m emulator serve`` on 127.0.0.1:${INFLUXDB3_PORT:-8181} with ``plugins/``,
            data in ``.data/influxdb3``, the admin token file from ``secrets/`` -> wait healthy ->
            ``python -m provisioning`` against it -> wait for Ctrl-C -> stop the server cleanly.
-make demo: the same with data in ``.data/demo``, plus ``python -m tests.fakes`` (fake GitHub and Kapa serving
+make demo: the same with data in ``.data/demo`` (emptied at each start, so the sample data is the same every
+           time and a restart adds no rows), plus ``python -m tests.fakes`` (fake GitHub and Kapa serving
            sample data on loopback ports) and trigger arguments pointing at them, so both endpoints return
            rows offline and without tokens.
+
+A port already taken stops the run with one line before anything starts (so another server on it is never
+provisioned). SIGINT and SIGTERM, from a terminal or a script, are a clean stop (status 0): the children run in
+a session of their own, so only this process gets the signal and it stops them.
 
 Token files for the plugins are the host's ``secrets/github_token`` etc. (the compose stack uses
 ``/run/secrets/...`` instead). No token is printed: the curl hints read the token file in your shell.
@@ -14,6 +19,8 @@ Token files for the plugins are the host's ``secrets/github_token`` etc. (the co
 from __future__ import annotations
 
 import argparse
+import errno
+import shutil
 import signal
 import socket
 import subprocess
@@ -35,11 +42,41 @@ STOP_DEADLINE_S = 15.0
 READY_LINE = "aichat-stack is ready"
 
 DEMO_FRESHNESS_FILE = ROOT / "provisioning" / "freshness.demo.toml"
+#: a demo data directory holds this file; only such a directory (or the default .data/demo) is emptied
+DEMO_MARKER = ".aichat-demo-data"
 DEMO_KAPA_KEY = "demo-kapa-key"  # the fake Kapa accepts any non-empty key; not a secret
 
 
 class StackError(RuntimeError):
     """A child process did not start, or exited while it should be running."""
+
+
+class StopRequested(BaseException):  # noqa: N818 - a stop, not an error: not caught by `except Exception`
+    """SIGINT or SIGTERM arrived: stop the children and exit 0."""
+
+
+def _request_stop(signum: int, _frame: object) -> None:
+    """Signal handler: further signals are ignored while the children stop, then a clean return."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise StopRequested(signal.Signals(signum).name)
+
+
+def port_taken(host: str, port: int) -> bool:
+    """True when ``host:port`` cannot be bound (another server listens there), as the server would find it.
+
+    SO_REUSEADDR as asyncio's server sets it on POSIX, so a port in TIME_WAIT is not reported as taken.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        if hasattr(socket, "SO_REUSEADDR") and sys.platform != "win32":
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return True
+            raise
+    return False
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -70,6 +107,8 @@ def wait_healthy(url: str, token: str, proc: subprocess.Popen, deadline_s: float
             raise StackError(f"the embedded engine exited with status {proc.returncode}; see its log")
         try:
             if requests.get(f"{url}/health", headers=headers, timeout=2).status_code == 200:
+                if proc.poll() is not None:  # another server answered; ours could not start
+                    raise StackError(f"the embedded engine exited with status {proc.returncode}; see its log")
                 return
         except requests.RequestException:
             pass
@@ -111,11 +150,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGINT, _request_stop)
+    signal.signal(signal.SIGTERM, _request_stop)
+    try:
+        return _main(argv)
+    except StopRequested:  # before or after the children's lifetime (theirs is handled in _main)
+        print("stopped", flush=True)
+        return 0
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     env = load_environment()
     port = args.port or int(env.get("INFLUXDB3_PORT", "8181") or 8181)
+    if port_taken("127.0.0.1", port):
+        print(f"error: 127.0.0.1:{port} is taken (another make run, make demo or make up?); stop that server, or "
+              f"pick another port: INFLUXDB3_PORT={port + 1} make {'demo' if args.demo else 'run'}",
+              file=sys.stderr, flush=True)
+        return 1
     data_dir: Path = args.data_dir or ROOT / ".data" / ("demo" if args.demo else "influxdb3")
+    if args.demo and data_dir.exists() and (args.data_dir is None or (data_dir / DEMO_MARKER).exists()):
+        shutil.rmtree(data_dir)  # the demo starts from its sample data each time; make run's data is elsewhere
     data_dir.mkdir(parents=True, exist_ok=True)
+    if args.demo:
+        (data_dir / DEMO_MARKER).write_text("make demo empties this directory at each start\n")
     for line in make_secrets(args.secrets_dir):
         print(line, flush=True)
     admin_file = args.secrets_dir / ADMIN_TOKEN_FILE
@@ -123,11 +181,6 @@ def main(argv: list[str] | None = None) -> int:
     url = f"http://127.0.0.1:{port}"
     log = open(args.log_file, "ab") if args.log_file else None  # noqa: SIM115 (closed in finally)
     children: list[subprocess.Popen] = []
-
-    def on_signal(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt  # SIGTERM stops the stack as Ctrl-C does
-
-    signal.signal(signal.SIGTERM, on_signal)
     try:
         prov_env = dict(env)
         prov_env.update(
@@ -145,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             gh_port, kapa_port = free_port(), free_port()
             fakes = subprocess.Popen(
                 [sys.executable, "-m", "tests.fakes", "--github-port", str(gh_port), "--kapa-port", str(kapa_port),
-                 "--host", "127.0.0.1"], cwd=ROOT, stdout=log, stderr=log)
+                 "--host", "127.0.0.1"], cwd=ROOT, stdout=log, stderr=log, start_new_session=True)
             children.append(fakes)
             wait_for_port("127.0.0.1", gh_port, fakes, 20, "the fake GitHub")
             wait_for_port("127.0.0.1", kapa_port, fakes, 20, "the fake Kapa")
@@ -174,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
              "--virtual-env-location", str(data_dir / "venv"),
              "--http-bind", f"127.0.0.1:{port}", "--admin-token-file", str(admin_file),
              "--disable-authz", "health,ping", "--wal-flush-interval", flush],
-            cwd=ROOT, stdout=log, stderr=log)
+            cwd=ROOT, stdout=log, stderr=log, start_new_session=True)
         children.append(server)
         wait_healthy(url, token, server, START_DEADLINE_S)
         rc = provision([], environ=prov_env)
@@ -194,8 +247,8 @@ def main(argv: list[str] | None = None) -> int:
                 if child.poll() is not None:
                     raise StackError(f"{child.args[2]} exited with status {child.returncode}")
             time.sleep(0.2)
-    except KeyboardInterrupt:
-        print("stopping", flush=True)
+    except StopRequested as stop_signal:
+        print(f"stopping ({stop_signal})", flush=True)
         return 0
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)

@@ -13,6 +13,7 @@ Docker test, never skip one.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,3 +119,12 @@ def provision_python_image(client) -> str:
     missing_image(f"no Python base image for provisioning/Dockerfile ({wanted or 'PROVISION_PYTHON_IMAGE unset'}, "
                   f"local {local} absent)")
     raise AssertionError("unreachable")
+
+
+def host_gateway_ip(client) -> str:
+    """The address ``host-gateway`` stands for (the default bridge's gateway): where host fakes listen.
+
+    Engines that leave the gateway out of the IPAM config give the bridge its subnet's first address.
+    """
+    config = client.networks.get("bridge").attrs["IPAM"]["Config"][0]
+    return config.get("Gateway") or str(next(ipaddress.ip_network(config["Subnet"]).hosts()))

@@ -12,7 +12,6 @@ these tests need (one project per module, files outside the repository), hence t
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import shutil
@@ -25,6 +24,7 @@ import pytest
 from tests.docker_support import (
     REPO_ROOT,
     docker_client_or_skip,
+    host_gateway_ip,
     pick_engine_image,
     provision_python_image,
     require_docker_tests,
@@ -120,15 +120,6 @@ def compose_v2_or_skip() -> None:
     if require_docker_tests():
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
-
-
-def host_gateway_ip(client) -> str:
-    """The address ``host-gateway`` stands for (the default bridge's gateway): where host fakes listen.
-
-    Engines that leave the gateway out of the IPAM config give the bridge its subnet's first address.
-    """
-    config = client.networks.get("bridge").attrs["IPAM"]["Config"][0]
-    return config.get("Gateway") or str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
 
 
 def make_project_dir(directory: Path, env: Mapping[str, str], *, kapa_key: str) -> None:

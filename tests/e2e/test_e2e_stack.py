@@ -3,7 +3,7 @@
 The image is ``INFLUXDB3_IMAGE`` (default: the pinned real ``influxdb:3.x-core``) when the Docker engine has it,
 else the embedded engine's local image from ``make images-local``; the run's closing lines name the one used.
 These tests use only what the real image offers (its command, paths, uid 1500, curl), so the same tests pass
-against both. Plugins are mounted at /plugins; the fake GitHub and Kapa listen on 0.0.0.0 on the host and the
+against both. Plugins are mounted at /plugins; the fake GitHub and Kapa listen on the host's bridge gateway address and the
 container reaches them as host.docker.internal (extra_hosts host-gateway). Without a Docker engine every test
 here is skipped with the reason (tests/docker_support.py). The provisioning image is built here as well.
 """
@@ -20,7 +20,12 @@ import pytest
 import requests
 
 from provisioning.cli import main as provision
-from tests.docker_support import docker_client_or_skip, pick_engine_image, provision_python_image
+from tests.docker_support import (
+    docker_client_or_skip,
+    host_gateway_ip,
+    pick_engine_image,
+    provision_python_image,
+)
 from tests.e2e.conftest import USED_IMAGES
 from tests.fakes.github import FakeGitHub
 from tests.fakes.kapa import FakeKapa
@@ -67,13 +72,16 @@ def real_server(tmp_path_factory) -> Iterator[tuple[str, str, Path]]:
 def test_e2e_provision_twice_and_alert_once_on_the_real_server(real_server):
     url, token, tmp = real_server
     now = datetime.now(UTC)
-    with FakeGitHub(accept_any_token=True, host="0.0.0.0") as github, FakeKapa(accept_any_key=True, host="0.0.0.0") as kapa:
+    # The fakes listen on the bridge gateway only; the server reaches them as host.docker.internal, and the
+    # links they hand out (pagination, PR files) carry the gateway address, which containers reach as well.
+    gateway = host_gateway_ip(docker_client_or_skip())
+    with FakeGitHub(accept_any_token=True, host=gateway) as github, FakeKapa(accept_any_key=True, host=gateway) as kapa:
         populate_github(github, now)
         populate_kapa(kapa, now)
         env = {
             "PROVISION_ENV_FILE": str(tmp / "no.env"), "INFLUXDB3_HOST_URL": url, "INFLUXDB3_AUTH_TOKEN": token,
-            "GITHUB_API_URL": github.url.replace("0.0.0.0", "host.docker.internal").replace("127.0.0.1", "host.docker.internal"),
-            "KAPA_API_URL": kapa.url.replace("0.0.0.0", "host.docker.internal").replace("127.0.0.1", "host.docker.internal"),
+            "GITHUB_API_URL": github.url.replace(gateway, "host.docker.internal"),
+            "KAPA_API_URL": kapa.url.replace(gateway, "host.docker.internal"),
             "GITHUB_REPO": DEMO_REPO, "KAPA_PROJECT_ID": DEMO_PROJECT, "KAPA_SOURCE_NAME": DEMO_SOURCE,
             "GITHUB_TOKEN_FILE": "", "NOTIFY_URL_FILE": "", "KAPA_TOKEN_FILE": "/run/secrets/kapa_token",
         }

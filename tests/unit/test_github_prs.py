@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -474,3 +476,27 @@ def test_github_prs_scheduled_bad_configuration_logs_and_returns(make_harness):
     assert errors[0].endswith("bad configuration: invalid time_period 'fortnight': use day, week, <N>h or <N>d "
                               "(at most 366 days)")
     assert errors[0].startswith("[") and errors[0][9] == "]"  # task id prefix
+
+
+def test_github_prs_unresolvable_host_is_a_fast_502_naming_the_host(make_harness, fast):
+    """Offline (or a mistyped host) the name does not resolve: no retries, one 502 that names the host."""
+    args = {"repo": REPO, "github_api_url": "http://github.invalid:8443", **fast, "max_retries": "4",
+            "backoff_seconds": "1"}
+    h = make_harness(PLUGIN, args)
+    started = time.monotonic()
+    r = h.request()
+    assert time.monotonic() - started < 5
+    assert r.status == 502
+    message = r.json()["message"]
+    assert "cannot reach github.invalid:8443 (name not resolved)" in message, message
+    assert not any("retry" in text for _level, text in h.logs), h.logs
+
+
+def test_github_prs_refused_connection_is_retried_and_names_the_host(make_harness, fast):
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    h = make_harness(PLUGIN, {"repo": REPO, "github_api_url": f"http://127.0.0.1:{port}", **fast})
+    r = h.request()
+    assert r.status == 502
+    assert f"connection to 127.0.0.1:{port} failed; gave up after" in r.json()["message"], r.json()
