@@ -474,9 +474,13 @@ class _GitHub:
         except ValueError:
             raise _Retryable("malformed JSON in the answer") from None
         errors = data.get("errors") if isinstance(data, dict) else None
-        if isinstance(errors, list) and any(isinstance(e, dict) and e.get("type") == "RATE_LIMITED" for e in errors):
+        errors = [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+        if any(e.get("type") == "RATE_LIMITED" for e in errors):
             # GraphQL answers an exhausted limit with HTTP 200 and this error type: the REST rules apply
             raise _Retryable("GraphQL rate limit exhausted (RATE_LIMITED)", *self._rate_limit_wait(resp, True))
+        if any("secondary rate limit" in str(e.get("message", "")).lower() for e in errors):
+            # a secondary limit may also come as HTTP 200: retry-after, else the reset, else at least a minute
+            raise _Retryable("GraphQL secondary rate limit", *self._rate_limit_wait(resp, True))
         if check is not None:
             check(data)
         return data

@@ -207,6 +207,23 @@ def test_github_files_rate_limit_beyond_the_budget_fails_at_once(github, make_ha
                             "0 complete rows kept")
 
 
+def test_github_files_graphql_secondary_rate_limit_follows_retry_after(github, make_harness, fast, now,
+                                                                       github_token):
+    github.add_pr(REPO, merged_at=now - timedelta(hours=1))
+    secondary = [{"message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try "
+                             "again."}]
+    github.fail_next(graphql_errors=secondary, headers={"retry-after": "0"}, kind="graphql")
+    h = make_harness(PLUGIN, _args(github, fast, github_token))
+    r = h.request()
+    assert (r.status, github.count("graphql")) == (200, 2)
+    assert [t for lv, t in r.logs if lv == "WARN"][0].endswith("GraphQL pullRequests: GraphQL secondary rate limit; "
+                                                               "retry 1/3 in 0.01s")
+    github.fail_next(graphql_errors=secondary, kind="graphql")  # no retry-after, no reset: at least a minute
+    r = h.request()
+    assert r.status == 502 and "GraphQL secondary rate limit; a retry in 60s would exceed the time budget of 8s" \
+        in r.json()["message"]
+
+
 # ------------------------------------------------------------------ several repositories
 
 
