@@ -628,7 +628,9 @@ class ProcessingEngine:
                           cache_default_ttl=TEST_CACHE_DEFAULT_TTL_S, capture_sync_writes=True)
         result = call_plugin(source, kind, ctx, positional, scheduled_ns=scheduled_ns, as_single_file=True)
         if not result.ok:
-            return {"log_lines": [], "database_writes": {}, "errors": [result.error or ""]}
+            # the server reports the failed run as its PluginError (influxdb3_processing_engine plugins.rs
+            # PluginExecutionError: "error executing plugin: …"; cli/mod.rs test_wal_plugin_errors)
+            return {"log_lines": [], "database_writes": {}, "errors": [f"error executing plugin: {result.error or ''}"]}
         writes: dict[str, list[str]] = {}
         for captured in (result.sync_writes, result.writes):
             for db, lines in captured.items():

@@ -534,7 +534,12 @@ def make_local(ctx: CallContext) -> Any:
         except ApiError as exc:
             raise QueryError(f"error: {exc.text} executing query on {db}: {sql}") from None
         except Exception as exc:  # the engine's QueryError (DataFusion text) and friends
-            raise QueryError(f"error: {exc} executing query on {db}: {sql}") from None
+            text = str(exc)
+            if getattr(exc, "kind", None) == "plan":
+                # the server's query executor wraps planning errors (influxdb3_internal_api QueryExecutorError::
+                # QueryPlanning); errors while the stream runs come bare (influxdb3_py_api system_py.rs query)
+                text = f"error while planning query: {text}"
+            raise QueryError(f"error: {text} executing query on {db}: {sql}") from None
         return arrow_to_rows(table)
 
     def queue(db: str, line_builder: Any) -> None:

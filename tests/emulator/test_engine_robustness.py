@@ -277,6 +277,6 @@ def test_plugin_query_refuses_copy(tmp_path: Path) -> None:
     with PluginHarness(plugin, database="aichat") as h:
         h.write_lp("m v=1 1")
         r = h.request()
-    assert r.json() == {"error": f"error: Error during planning: DML not supported: COPY executing query on "
+    assert r.json() == {"error": f"error: error while planning query: Error during planning: DML not supported: COPY executing query on "
                                  f"aichat: COPY m TO '{out}'"}
     assert not out.exists()

@@ -405,7 +405,7 @@ def test_processing_trigger_dry_run_schedule_and_errors(srv: ServerProcess, db: 
     assert r.status_code == 200 and r.json()["errors"] == ["couldn't find db"]
     r = srv.session.post(f"{srv.url}/api/v3/plugin_test/wal",
                          json={"filename": "boom.py", "database": db, "input_lp": "b v=1i"}, timeout=10)
-    assert r.json() == {"log_lines": [], "database_writes": {}, "errors": ["ValueError: kaboom"]}
+    assert r.json() == {"log_lines": [], "database_writes": {}, "errors": ["error executing plugin: ValueError: kaboom"]}
     r = srv.session.post(f"{srv.url}/api/v3/plugin_test/wal",
                          json={"filename": "absent.py", "database": db, "input_lp": "b v=1i"}, timeout=10)
     assert r.status_code == 500

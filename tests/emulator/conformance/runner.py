@@ -33,6 +33,7 @@ Case file shape (TOML; all keys optional unless said)::
     skip_lines = 1
     expect_headers = { "X-Influxdb-Build" = "Core" }   # value "*" = header present
     expect_json_keys = ["version"]                  # a JSON object with these keys
+    expect_json_subset = { errors = ["..."] }       # these top-level keys of a JSON object, matched as expect_json
     expect_parquet_columns = ["host", "time", "val"]
 
 ``{token}`` in header values, query values and bodies is replaced by the admin token of an auth server.
@@ -346,7 +347,7 @@ def check(spec: dict[str, Any], resp: requests.Response, token: str | None) -> l
         if got != exp:
             problems.append(f"lines {got!r}, expected {exp!r}")
     parsed: Any = None
-    if any(k in spec for k in ("expect_json", "expect_json_keys")):
+    if any(k in spec for k in ("expect_json", "expect_json_keys", "expect_json_subset")):
         try:
             parsed = json.loads(text)
         except ValueError:
@@ -354,6 +355,10 @@ def check(spec: dict[str, Any], resp: requests.Response, token: str | None) -> l
             return problems
     if "expect_json" in spec and not _json_matches(spec["expect_json"], parsed):
         problems.append(f"json {parsed!r}, expected {spec['expect_json']!r}")
+    for key, want_value in spec.get("expect_json_subset", {}).items():
+        if not isinstance(parsed, dict) or key not in parsed or not _json_matches(want_value, parsed[key]):
+            got = parsed.get(key) if isinstance(parsed, dict) else parsed
+            problems.append(f"json[{key!r}] {got!r}, expected {want_value!r}")
     for key in spec.get("expect_json_keys", []):
         if not isinstance(parsed, dict) or key not in parsed:
             problems.append(f"json {parsed!r} lacks key {key!r}")
