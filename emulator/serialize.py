@@ -221,7 +221,15 @@ def _zoned_time_texts(column: pa.ChunkedArray, tz: str | None, *, naive: bool = 
     return pa.array(out, pa.string())
 
 
+#: below this, flooring a Timestamp(ns) to whole seconds leaves the int64 range (the first second after
+#: i64::MIN, 1677-09-21T00:12:43.145224192 and on): such columns are rendered value by value
+_FLOOR_SAFE_NS = -9_223_372_036_000_000_000
+
+
 def _naive_time_text(column: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
+    low = pc.min(column.cast(pa.int64())).as_py()
+    if low is not None and low < _FLOOR_SAFE_NS:
+        return _zoned_time_texts(column, None, naive=True)  # floor_temporal would wrap to 2262
     whole = pc.floor_temporal(column, unit="second")  # Timestamp(ns) spans years 1677-2262 only
     text = pc.binary_join_element_wise(
         _pad(pc.year(whole), 4), "-", _pad(pc.month(whole), 2), "-", _pad(pc.day(whole), 2), "T",

@@ -244,3 +244,14 @@ def test_serialize_view_and_large_strings_are_quoted_in_csv():
     t = pa.table({"s": pa.array(["a,b"], pa.string_view()), "l": pa.array(['q"'], pa.large_string())})
     assert serialize(t, "csv")[0] == b's,l\n"a,b","q"""\n'
     assert serialize(t, "json")[0] == b'[{"s":"a,b","l":"q\\""}]'
+
+
+def test_serialize_times_in_the_first_second_after_i64_min() -> None:
+    """A write may carry i64::MIN (issue 9 item 1): flooring to whole seconds would leave int64 and wrap to
+    2262; chrono (arrow-json, arrow-cast) renders it in 1677."""
+    t = pa.table({"time": pa.array([-(2**63), -9_223_372_036_000_000_000, 2**63 - 1], pa.timestamp("ns"))})
+    body, _ = serialize(t, "json")
+    assert json.loads(body) == [{"time": "1677-09-21T00:12:43.145224192"}, {"time": "1677-09-21T00:12:44"},
+                                {"time": "2262-04-11T23:47:16.854775807"}]
+    body, _ = serialize(t, "csv")
+    assert body.decode().splitlines()[1] == "1677-09-21T00:12:43.145224192"
