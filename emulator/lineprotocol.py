@@ -111,8 +111,10 @@ _MULTIPLIER = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
 I64_MIN = -(2**63)
 I64_MAX = 2**63 - 1
 U64_MAX = 2**64 - 1
-#: Maximum byte length of a string component (the crate's default ``STRING_LENGTH_LIMIT_IN_BYTES``).
-STRING_LIMIT_BYTES = 65_536
+#: Maximum byte length of a string component: measurement, tag key and value, field key, string field value
+#: (influxdb_line_protocol ``STRING_LENGTH_LIMIT_IN_BYTES``). The server is built with the crate's
+#: ``large-strings`` feature by default since 3.9 (influxdb3/Cargo.toml), which raises 64 KiB to 1 MiB.
+STRING_LIMIT_BYTES = 1_048_576
 #: ``original_line`` in write errors is cut to this many bytes.
 ORIGINAL_LINE_MAX_BYTES = 20
 _MAX_CONTEXT_CHARS = 10
@@ -306,7 +308,7 @@ def _got(text: str, truncate: bool = True) -> str:
 MSG_INVALID_MEASUREMENT = "Invalid measurement was provided"
 MSG_NO_FIELDS = "No fields were provided"
 MSG_BACKSLASH = "Measurements, tag keys and values, and field keys may not end with a backslash"
-MSG_STRING_TOO_LARGE = "String is greater than 64KB"
+MSG_STRING_TOO_LARGE = "String is greater than 1MB"  # the large-strings text (64KB without the feature)
 
 _WS = " \t\n"
 # runs of ordinary characters (everything up to a boundary, separator or backslash)

@@ -504,10 +504,17 @@ def test_lineprotocol_quoted_fast_path_values():
 
 
 def test_lineprotocol_long_lines_take_the_exact_path():
-    name = "m" * 70_000
-    assert error_of(f"{name} f=1 1") == "String is greater than 64KB"
-    assert error_of(f'm f="{"x" * 70_000}" 1') == "String is greater than 64KB"
-    assert one(f'm f="{"x" * 20_000}" 1').fields == {"f": ("utf8", "x" * 20_000)}
+    # the server's default build has the crate's large-strings feature (since 3.9): 1 MiB per string, inclusive
+    limit = 1_048_576
+    assert error_of(f"{'m' * (limit + 1)} f=1 1") == "String is greater than 1MB"
+    assert error_of(f'm f="{"x" * (limit + 1)}" 1') == "String is greater than 1MB"
+    assert error_of(f"m,{'k' * (limit + 1)}=v f=1 1") == "String is greater than 1MB"
+    assert error_of(f"m,k={'v' * (limit + 1)} f=1 1") == "String is greater than 1MB"
+    assert error_of(f"m {'f' * (limit + 1)}=1 1") == "String is greater than 1MB"
+    assert error_of(f'm f="{"é" * (limit // 2 + 1)}" 1') == "String is greater than 1MB"  # bytes, not characters
+    assert one(f'm f="{"x" * limit}" 1').fields == {"f": ("utf8", "x" * limit)}
+    assert one(f"{'m' * limit} f=1 1").measurement == "m" * limit
+    assert one(f'm f="{"x" * 70_000}" 1').fields == {"f": ("utf8", "x" * 70_000)}  # over the old 64 KiB
 
 
 @settings(max_examples=2000, deadline=None)
