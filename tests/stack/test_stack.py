@@ -298,6 +298,11 @@ def test_stack_make_demo_serves_both_endpoints_and_stops_on_ctrl_c(tmp_path):
         gh = requests.post(f"{url}/github_prs", headers=h, json={"time_period": "week"}, timeout=60)
         assert kapa.status_code == 200 and kapa.json()["source_count"] >= 1, kapa.text
         assert gh.status_code == 200 and gh.json()["pr_count"] >= 1, gh.text
+        # the demo's freshness.demo.toml: Documentation stale (pages changed), API reference fresh
+        fresh = requests.get(f"{url}/freshness", headers=h, timeout=60)
+        assert fresh.status_code == 200, fresh.text
+        by_source = {s["source"]: s for s in fresh.json()["sources"]}
+        assert by_source["Documentation"]["pages_changed"] > 100 and by_source["API reference"]["pages"] == []
         # the official clients query make run's engine over Flight on the same port (influxdb3-python, ADBC)
         assert assert_flight_clients_query(port, token, "aichat", "SELECT * FROM gh") >= 1
         proc.send_signal(signal.SIGINT)
