@@ -127,12 +127,14 @@ class QueryRunner:
         lowered = sql.lower()
         discovery = bool(_DISCOVERY.search(sql))
         for name, get in tables.items():
-            # registered by its exact name (quoted): one table's name never breaks another's
+            # registered by its exact name (quoted): one table's name never breaks another's; NUL (a
+            # name the HTTP table API accepts) under its stand-in, as the statement's text is rewritten
+            ident = quote_ident(name.replace("\x00", _NUL_STAND_IN))
             if discovery or name.lower() in lowered or name.replace('"', '""').lower() in lowered:
-                _register(ctx, quote_ident(name), get())
+                _register(ctx, ident, get())
             else:
                 # not named in the statement: an empty stand-in keeps planning errors identical
-                _register(ctx, quote_ident(name), get_schema_only(get))
+                _register(ctx, ident, get_schema_only(get))
         self._register_system(ctx, db, lowered, discovery)
         if _SHOW_TABLES.fullmatch(sql):
             sql = _SHOW_TABLES_SQL

@@ -280,3 +280,15 @@ def test_plugin_query_refuses_copy(tmp_path: Path) -> None:
     assert r.json() == {"error": f"error: error while planning query: Error during planning: DML not supported: COPY executing query on "
                                  f"aichat: COPY m TO '{out}'"}
     assert not out.exists()
+
+
+def test_engine_table_with_nul_from_the_table_api_is_queryable(engine: Engine) -> None:
+    """The table API takes any name (influxdb3_server ``create_table`` checks the database name only)."""
+    engine.create_database("db")
+    engine.create_table("db", "a\x00b", ["t"], [{"name": "f\x00", "type": "int64"}])
+    assert engine.query("db", 'SELECT * FROM "a\x00b"').column_names == ["f\x00", "t", "time"]
+    tables = engine.query("db", "SHOW TABLES").to_pylist()
+    assert "a\x00b" in [r["table_name"] for r in tables if r["table_schema"] == "iox"]
+    with pytest.raises(QueryError) as info:
+        engine.query("db", 'SELECT * FROM "x\x00y"')
+    assert info.value.message == "Error during planning: table 'public.iox.x\x00y' not found"
