@@ -30,8 +30,10 @@ the server's names back (:func:`original_names`).
 
 from __future__ import annotations
 
+import math
 import re
 import threading
+import time
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,15 +41,18 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pyarrow as pa
-from datafusion import Accumulator, SessionContext, udaf, udf
+from datafusion import Accumulator, SessionContext, udaf, udf, udwf
 from datafusion.expr import Expr, SortExpr
+from datafusion.user_defined import WindowEvaluator
 
 SELECTORS = ("selector_first", "selector_last", "selector_min", "selector_max")
 GAPFILL = "date_bin_gapfill"
 WALLCLOCK_GAPFILL = "date_bin_wallclock_gapfill"
 FILLS = ("locf", "interpolate")
 SCALARS = (GAPFILL, WALLCLOCK_GAPFILL, *FILLS, "tz", "date_bin_wallclock")
-NAMES = (*SELECTORS, *SCALARS)
+WINDOWS = ("derivative", "non_negative_derivative", "difference", "non_negative_difference")
+OTHERS = ("to_timestamp", "sleep", "influx_regex_match", "influx_regex_not_match")
+NAMES = (*SELECTORS, *SCALARS, *WINDOWS, *OTHERS)
 _CALLED = re.compile(r"\b(" + "|".join(NAMES) + r")\s*\(", re.IGNORECASE)
 _COERCE = re.compile(r"Failed to coerce arguments to satisfy a call to '(\w+)' function: coercion from (.*?) to "
                      r"the signature (.*?) failed")
@@ -208,10 +213,17 @@ class _Probe(Accumulator):
         return pa.scalar(None, pa.null())
 
 
+class _ProbeWindow(WindowEvaluator):
+    def evaluate_all(self, values: list[pa.Array], num_rows: int) -> pa.Array:
+        return pa.nulls(num_rows)
+
+
 def _register_probe(ctx: SessionContext, name: str, alias: str) -> None:
     nulls = [pa.null()] * _PROBE_ARITY
     if name in SELECTORS:
         ctx.register_udaf(udaf(_Probe, nulls, pa.null(), [pa.null()], "stable", name=alias))
+    elif name in WINDOWS:
+        ctx.register_udwf(udwf(_ProbeWindow, nulls, pa.null(), "immutable", name=alias))
     else:
         ctx.register_udf(udf(lambda *a: pa.nulls(len(a[0])), nulls, pa.null(), "volatile", name=alias))
 
@@ -342,6 +354,7 @@ def _execute_renamed(ctx: SessionContext, sql: str, options: Any, param_values: 
     for _attempt in range(len(state.calls) + 1):
         try:
             df = ctx.sql_with_options(sql, options, param_values=param_values)
+            df.optimized_logical_plan()  # calls in WHERE/HAVING are typed by the analyzer, not the planner
             break
         except Exception as exc:  # DataFusion's planning error; only a probe's coercion error is ours
             text = str(exc)
@@ -363,7 +376,11 @@ def _execute_renamed(ctx: SessionContext, sql: str, options: Any, param_values: 
             except ValueError:
                 raise SqlFunctionError(f"This feature is not implemented: {call.name} of {m.group(2)} "
                                        "(embedded engine)") from None
-            _register_real(ctx, call, types, state)
+            if call.name == "to_timestamp" and types and all(pa.types.is_string(t) for t in types):
+                # strings: the server falls back to DataFusion's own to_timestamp
+                sql = re.sub(rf"\b{call.alias}\b", "to_timestamp", sql)
+            else:
+                _register_real(ctx, call, types, state)
             state.resolved[call.alias] = types
     assert df is not None
     if schema_only:
@@ -377,6 +394,14 @@ def _register_real(ctx: SessionContext, call: Call, types: list[pa.DataType], st
     name, alias = call.name, call.alias
     if name in SELECTORS:
         ctx.register_udaf(_selector_udaf(name, types, alias))
+    elif name in WINDOWS:
+        ctx.register_udwf(_window_udwf(name, types, alias))
+    elif name == "to_timestamp":
+        ctx.register_udf(_to_timestamp_udf(types, alias))
+    elif name == "sleep":
+        ctx.register_udf(_sleep_udf(types, alias))
+    elif name in ("influx_regex_match", "influx_regex_not_match"):
+        ctx.register_udf(_regex_udf(name, alias))
     elif name == "tz":
         ctx.register_udf(_tz_udf(types, call.text, alias))
     elif name == "date_bin_wallclock":
@@ -486,6 +511,191 @@ class _Selector(Accumulator):
         row = {"value": self.value, "time": self.time}
         row.update({f"other_{i + 1}": v for i, v in enumerate(self.other)})
         return pa.scalar(row, self.struct)
+
+
+# ------------------------------------------------------------------------------------------------ windows
+_NUMERIC = (pa.int64(), pa.uint64(), pa.float64())
+
+
+def _window_signature_error(name: str, types: list[pa.DataType]) -> SqlFunctionError:
+    return SqlFunctionError(
+        f"Error during planning: Failed to coerce arguments to satisfy a call to '{name}' function: coercion from "
+        f"{', '.join(df_type_name(t) for t in types)} to the signature OneOf(...) failed. No function matches the "
+        f"given name and argument types '{name}({', '.join(df_type_name(t) for t in types)})'. You might need to "
+        "add explicit type casts.")
+
+
+def _window_udwf(name: str, types: list[pa.DataType], alias: str) -> Any:
+    """``derivative.rs``, ``difference.rs``, ``non_negative.rs``: window functions over each partition in
+    ORDER BY order. derivative(value, time[, unit]) -> Float64 per unit (1 s); difference(value) -> the
+    value's type; both skip nulls (the first non-null row and null rows give null); the non_negative_
+    variants turn negative results into null."""
+    derivative = name.endswith("derivative")
+    non_negative = name.startswith("non_negative_")
+    if derivative:
+        ok = (len(types) in (2, 3) and types[0] in _NUMERIC and pa.types.is_timestamp(types[1])
+              and types[1].unit == "ns" and (len(types) == 2 or pa.types.is_interval(types[2])))
+    else:
+        ok = len(types) == 1 and types[0] in _NUMERIC
+    if not ok:
+        raise _window_signature_error(name, types)
+    out = pa.float64() if derivative else types[0]
+
+    class Evaluator(WindowEvaluator):
+        def evaluate_all(self, values: list[pa.Array], num_rows: int) -> pa.Array:
+            vals = values[0].to_pylist()
+            if derivative:
+                unit = 1e9
+                if len(values) > 2:
+                    interval = values[2][0].as_py() if len(values[2]) else None
+                    if interval is None:
+                        raise SqlFunctionError("Execution error: derivative unit parameter must be a non-null literal "
+                                               "interval")
+                    if interval.months > 0 or interval.days > 0:
+                        raise SqlFunctionError("Execution error: derivative unit parameter cannot contain months or "
+                                               "days")
+                    if interval.nanoseconds < 1:
+                        raise SqlFunctionError("Execution error: derivative unit parameter must be positive")
+                    unit = float(interval.nanoseconds)
+                times = values[1].cast(pa.int64()).to_pylist()
+                result = _derivative(vals, times, unit)
+            else:
+                result = _difference(vals, types[0])
+            if non_negative:
+                result = [None if r is not None and r < 0 else r for r in result]
+            return pa.array(result, out)
+
+    return udwf(Evaluator, types, out, "immutable", name=alias)
+
+
+def _derivative(vals: list[Any], times: list[Any], unit: float) -> list[float | None]:
+    out: list[float | None] = []
+    last = last_t = None
+    for v, t in zip(vals, times, strict=True):
+        if v is None or t is None:
+            out.append(None)
+            continue
+        if last is None:
+            out.append(None)
+        else:
+            dv, dt = float(v) - float(last), float(t - last_t) / unit
+            # f64 division as in Rust: a zero time step gives ±inf (NaN for no change), never an error
+            out.append(dv / dt if dt else (math.copysign(math.inf, dv) if dv else math.nan))
+        last, last_t = v, t
+    return out
+
+
+def _difference(vals: list[Any], typ: pa.DataType) -> list[Any]:
+    out: list[Any] = []
+    last = None
+    for v in vals:
+        if v is None or last is None:
+            out.append(None)
+            if v is not None:
+                last = v
+            continue
+        d = v - last
+        if pa.types.is_integer(typ):  # wrapping, as arrow's sub_wrapping
+            bits = 64
+            d &= (1 << bits) - 1
+            if pa.types.is_signed_integer(typ) and d >= 1 << (bits - 1):
+                d -= 1 << bits
+        out.append(d)
+        last = v
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ others
+def _to_timestamp_udf(types: list[pa.DataType], alias: str) -> Any:
+    """``to_timestamp.rs``: one Int64 is nanoseconds (DataFusion's would read seconds), a timestamp is cast
+    to ``Timestamp(ns)``; strings go to DataFusion's own (see :func:`_execute_renamed`); else a plan error."""
+    if len(types) != 1 or not (types[0] == pa.int64() or pa.types.is_timestamp(types[0])):
+        shown = ", ".join(_rust_debug(t) for t in types)
+        raise SqlFunctionError(
+            "Error during planning: to_timestamp supports either 1 argument (being Int64 or Timestamp), or multiple "
+            f"arguments, all of which being Utf8. Could not coerce the provided [{shown}] to these types.")
+    out = pa.timestamp("ns")
+
+    def convert(arr: pa.Array) -> pa.Array:
+        if pa.types.is_timestamp(arr.type):
+            return arr.cast(pa.timestamp("ns", arr.type.tz)).cast(pa.int64()).view(out)
+        return arr.view(out)
+
+    return udf(convert, types, out, "immutable", name=alias)
+
+
+def _rust_debug(typ: pa.DataType) -> str:
+    if pa.types.is_timestamp(typ):
+        unit = {"s": "Second", "ms": "Millisecond", "us": "Microsecond", "ns": "Nanosecond"}[typ.unit]
+        return f"Timestamp({unit}, {'None' if typ.tz is None else f'Some({typ.tz!r})'.replace(chr(39), chr(34))})"
+    return df_type_name(typ)
+
+
+_SLEEP_TYPES = (pa.null(), pa.float32(), pa.float64(), pa.int64())
+
+
+def _sleep_udf(types: list[pa.DataType], alias: str) -> Any:
+    """``sleep.rs`` and iox_query's sleep rewrite: waits for the duration (seconds as a float, or a
+    duration), then answers NULL."""
+    if len(types) != 1 or not (types[0] in _SLEEP_TYPES or pa.types.is_duration(types[0])):
+        raise SqlFunctionError(
+            "Error during planning: Failed to coerce arguments to satisfy a call to 'sleep' function: coercion "
+            f"from {', '.join(df_type_name(t) for t in types)} to the signature Uniform(1, [Null, Duration(s), "
+            "Duration(ms), Duration(ms), Duration(us), Duration(ns), Float32, Float64]) failed")
+
+    def pause(arr: pa.Array) -> pa.Array:
+        if pa.types.is_duration(arr.type):
+            seconds = [None if v is None else v.total_seconds() for v in arr.to_pylist()]
+        else:
+            seconds = [None if v is None else float(v) for v in arr.to_pylist()]
+        longest = max((s for s in seconds if s is not None), default=0.0)
+        if longest > 0:
+            time.sleep(longest)
+        return pa.nulls(len(arr))
+
+    return udf(pause, types, pa.null(), "volatile", name=alias)
+
+
+_ESCAPABLE = set("0123456789xuUpPdswDSW") | set("\\.+*?()|[]{}^$#&-~")
+
+
+def clean_non_meta_escapes(pattern: str) -> str:
+    """``regex.rs`` ``clean_non_meta_escapes``: a backslash before a character that needs no escape in Rust
+    regex syntax is dropped (``\\@`` -> ``@``); ``\\\\`` stays."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern):
+            nxt = pattern[i + 1]
+            if nxt == "\\" or nxt in _ESCAPABLE:
+                out.append(ch + nxt)
+            else:
+                out.append(nxt)
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def _regex_udf(name: str, alias: str) -> Any:
+    """``influx_regex_match`` / ``influx_regex_not_match`` (string, pattern) -> Boolean, unanchored; the
+    pattern must be a literal (Python's ``re`` stands in for Rust's ``regex``)."""
+    matches = name == "influx_regex_match"
+
+    def run(values: pa.Array, patterns: pa.Array) -> pa.Array:
+        pattern = patterns[0].as_py() if len(patterns) else None
+        if pattern is None:
+            raise SqlFunctionError("This feature is not implemented: NULL patterns not supported in regex match")
+        try:
+            compiled = re.compile(clean_non_meta_escapes(pattern))
+        except re.error as exc:
+            raise SqlFunctionError(f"Internal error: error compiling regex pattern: {exc}") from None
+        return pa.array([None if v is None else bool(compiled.search(v)) == matches for v in values.to_pylist()],
+                        pa.bool_())
+
+    return udf(run, [pa.string(), pa.string()], pa.bool_(), "stable", name=alias)
 
 
 # ------------------------------------------------------------------------------------------------ tz

@@ -16,7 +16,7 @@ import pytest
 from emulator.engine import Engine
 from emulator.errors import QueryError
 from emulator.serialize import serialize
-from emulator.sqlfuncs import parse_types, wallclock_bin
+from emulator.sqlfuncs import clean_non_meta_escapes, parse_types, wallclock_bin
 
 HOME = """home,room=Kitchen temp=21.0,hum=35.9,co=0i 1641024000
 home,room=Living\\ Room temp=21.1,hum=35.9,co=0i 1641024000
@@ -198,3 +198,50 @@ def test_sql_df_type_names_parse() -> None:
         "dictionary<values=string, indices=int32, ordered=0>", "uint64", "month_day_nano_interval",
         "timestamp[ns, tz=America/New_York]", "struct<value: double, time: timestamp[ns]>", "timestamp[ms]",
         "list<item: int64>", "decimal128(10, 2)"]
+
+
+# ------------------------------------------------------------------------------------------ windows, others
+def test_sql_derivative_and_difference_windows(engine: Engine) -> None:
+    sql = ("SELECT room, derivative(temp, time, INTERVAL '1 hour') OVER (PARTITION BY room ORDER BY time) AS d, "
+           "difference(co) OVER (PARTITION BY room ORDER BY time) AS c, "
+           "non_negative_difference(temp) OVER (PARTITION BY room ORDER BY time) AS n, "
+           "non_negative_derivative(temp, time) OVER (PARTITION BY room ORDER BY time) AS nd "
+           "FROM home WHERE room = 'Kitchen' ORDER BY time")
+    table = engine.query("d", sql)
+    assert [str(t) for t in table.schema.types][1:] == ["double", "int64", "double", "double"]
+    got = table.to_pylist()
+    assert [r["d"] for r in got] == [None, pytest.approx(2.0), pytest.approx(-0.3)]
+    assert [r["c"] for r in got] == [None, 0, 0]
+    assert [r["n"] for r in got] == [None, pytest.approx(2.0), None]  # negative -> null
+    assert [r["nd"] for r in got] == [None, pytest.approx(2.0 / 3600), None]
+    err = error(engine, "SELECT derivative(temp, time, INTERVAL '1 day') OVER (ORDER BY time) FROM home")
+    assert err.message == "Execution error: derivative unit parameter cannot contain months or days"
+    err = error(engine, "SELECT difference(room) OVER (ORDER BY time) FROM home")
+    assert err.message.startswith("Error during planning: Failed to coerce arguments to satisfy a call to "
+                                  "'difference' function: coercion from Dictionary(Int32, Utf8)")
+
+
+def test_sql_to_timestamp_reads_integers_as_nanoseconds(engine: Engine) -> None:
+    """``to_timestamp.rs``: Int64 is ns (DataFusion's own reads seconds); strings use DataFusion's."""
+    sql = ("SELECT to_timestamp(1641024000000000000) AS a, to_timestamp('2022-01-01T08:00:00Z') AS b FROM home "
+           "WHERE time > to_timestamp(1641027600000000000) LIMIT 1")
+    assert rows(engine, sql) == [{"a": "2022-01-01T08:00:00", "b": "2022-01-01T08:00:00"}]
+    err = error(engine, "SELECT to_timestamp(1.5)")
+    assert err.message == ("Error during planning: to_timestamp supports either 1 argument (being Int64 or "
+                           "Timestamp), or multiple arguments, all of which being Utf8. Could not coerce the provided "
+                           "[Float64] to these types.")
+
+
+def test_sql_sleep_waits_and_answers_null(engine: Engine) -> None:
+    import time
+    started = time.monotonic()
+    assert rows(engine, "SELECT sleep(0.2) AS s") == [{}]
+    assert time.monotonic() - started >= 0.2
+
+
+def test_sql_influx_regex_match(engine: Engine) -> None:
+    sql = ("SELECT room, influx_regex_match(room, 'Kit.*') AS m, influx_regex_not_match(room, '^K') AS n "
+           "FROM home WHERE time = '2022-01-01T08:00:00Z' ORDER BY room")
+    assert rows(engine, sql) == [{"room": "Kitchen", "m": True, "n": False},
+                                 {"room": "Living Room", "m": False, "n": True}]
+    assert clean_non_meta_escapes(r"a\@b\.c\\d") == r"a@b\.c\\d"
