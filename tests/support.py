@@ -155,7 +155,7 @@ class ServerProcess:
                 r = self.session.get(f"{self.url}/health", timeout=1)
                 if r.status_code == 200 or (r.status_code == 401 and self.token is None):
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or slow to answer on a busy machine
                 pass
             time.sleep(0.02)  # polling interval, not readiness: the loop checks /health
         self.kill9()
