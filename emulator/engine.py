@@ -820,10 +820,11 @@ class Engine:
         self.query_log.running(entry)  # a query sees itself as running in system.queries
         try:
             result = self.queries.run(db, getters, sql, params)
-        except QueryError as exc:
+        except QueryError:
+            # logged before planning, so a query that fails to plan shows as phase "fail" (influxdb3_query_executor
+            # query_database_sql: record_query, then token.fail())
             self.query_log.remove(entry)
-            if exc.kind != "plan":  # a query that was never planned is not logged (system_tables.rs)
-                self.query_log.finish(entry, success=False)
+            self.query_log.finish(entry, success=False)
             raise
         self.query_log.remove(entry)
         self.query_log.finish(entry, success=True)

@@ -137,7 +137,7 @@ class QueryLog:
         self._lock = threading.Lock()
 
     def start(self, query_type: str, text: str) -> QueryLogEntry:
-        """A running entry for a query that has been planned (the server logs no query it cannot plan)."""
+        """A new entry in phase ``received`` (the server records a query before planning it)."""
         return QueryLogEntry(str(uuid.uuid4()), time.time_ns(), query_type, text)
 
     def finish(self, entry: QueryLogEntry, success: bool) -> None:

@@ -181,3 +181,14 @@ def test_influxql_is_not_implemented_405(server: Server, cpu_db: str) -> None:
         r = server.session.get(f"{server.url}{path}", params={"db": cpu_db, "q": "SELECT * FROM cpu"})
         assert r.status_code == 405, path
         assert r.text == "This feature is not implemented: InfluxQL queries (embedded engine)"
+
+
+def test_system_queries_logs_a_query_that_failed_planning_as_fail(server: Server, db: str) -> None:
+    # influxdb3_query_executor query_database_sql records the query before planning; a planning error is token.fail()
+    url = f"{server.url}/api/v3/query_sql"
+    assert server.session.post(f"{server.url}/api/v3/write_lp", params={"db": db}, data="m f=1i 1").status_code == 204
+    marker = f"SELECT * FROM nope_{db}"
+    assert server.session.get(url, params={"db": db, "q": marker}).status_code == 400
+    r = server.session.get(url, params={"db": db, "format": "json", "q": (
+        f"SELECT phase, query_type, success, running FROM system.queries WHERE query_text = '{marker}'")})
+    assert r.json() == [{"phase": "fail", "query_type": "sql", "success": False, "running": False}]
