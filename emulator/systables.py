@@ -4,7 +4,7 @@ Every database (``_internal`` included) has ``system.queries``, ``last_caches``,
 ``parquet_files`` and ``influxdb_schema`` (the processing engine adds its ``processing_engine_*`` tables);
 ``_internal`` alone has ``databases``, ``tables``, ``nodes``, ``generation_durations`` and ``tokens``
 (and ``plugin_files``, from the processing engine). Column names, order, types and nullability follow the
-server's schemas; the server's ``Utf8View`` columns are ``Utf8`` here (the same values in every output format).
+server's schemas (``Utf8View`` where the server has it, so information_schema shows the same types).
 
 Caches are not implemented, so ``last_caches`` and ``distinct_caches`` are always empty; every table has the
 schema the server gives it. This module is core: it imports no transport.
@@ -29,9 +29,10 @@ INTERNAL_DB = "_internal"
 #: how many finished queries ``system.queries`` keeps (the server's query log holds a bounded number too)
 QUERY_LOG_SIZE = 1_000
 
-_S = pa.string()
+_S = pa.string()  # the server's Utf8 columns (queries, parquet_files)
+_V = pa.string_view()  # the server's Utf8View columns (the catalog-backed tables)
 _U16_LIST = pa.list_(pa.field("item", pa.uint16()))
-_STR_LIST = pa.list_(pa.field("item", _S))
+_STR_LIST = pa.list_(pa.field("item", _V))
 _DURATION = pa.duration("ns")
 
 QUERIES_SCHEMA = pa.schema([
@@ -45,13 +46,13 @@ QUERIES_SCHEMA = pa.schema([
     pa.field("cancelled", pa.bool_(), False), pa.field("trace_id", _S),
 ])
 LAST_CACHES_SCHEMA = pa.schema([
-    pa.field("table", _S, False), pa.field("name", _S, False),
+    pa.field("table", _V, False), pa.field("name", _V, False),
     pa.field("key_column_ids", _U16_LIST, False), pa.field("key_column_names", _STR_LIST, False),
     pa.field("value_column_ids", _U16_LIST), pa.field("value_column_names", _STR_LIST),
     pa.field("count", pa.uint64(), False), pa.field("ttl", pa.uint64(), False),
 ])
 DISTINCT_CACHES_SCHEMA = pa.schema([
-    pa.field("table", _S, False), pa.field("name", _S, False),
+    pa.field("table", _V, False), pa.field("name", _V, False),
     pa.field("column_ids", _U16_LIST, False), pa.field("column_names", _STR_LIST, False),
     pa.field("max_cardinality", pa.uint64(), False), pa.field("max_age_seconds", pa.uint64(), False),
 ])
@@ -61,34 +62,34 @@ PARQUET_FILES_SCHEMA = pa.schema([
     pa.field("max_time", pa.int64(), False),
 ])
 INFLUXDB_SCHEMA_SCHEMA = pa.schema([
-    pa.field("measurement", _S, False), pa.field("key", _S, False), pa.field("data_type", _S, False),
+    pa.field("measurement", _V, False), pa.field("key", _V, False), pa.field("data_type", _V, False),
 ])
 _DELETION_TIME = pa.timestamp("s", tz="UTC")
 DATABASES_SCHEMA = pa.schema([
-    pa.field("database_name", _S, False), pa.field("retention_period_ns", pa.uint64()),
+    pa.field("database_name", _V, False), pa.field("retention_period_ns", pa.uint64()),
     pa.field("deleted", pa.bool_(), False), pa.field("hard_deletion_time", _DELETION_TIME),
 ])
 TABLES_SCHEMA = pa.schema([
-    pa.field("database_name", _S, False), pa.field("table_name", _S, False),
-    pa.field("column_count", pa.uint64(), False), pa.field("series_key_columns", _S, False),
+    pa.field("database_name", _V, False), pa.field("table_name", _V, False),
+    pa.field("column_count", pa.uint64(), False), pa.field("series_key_columns", _V, False),
     pa.field("last_cache_count", pa.uint64(), False), pa.field("distinct_cache_count", pa.uint64(), False),
     pa.field("deleted", pa.bool_(), False), pa.field("hard_deletion_time", _DELETION_TIME),
 ])
 NODES_SCHEMA = pa.schema([
-    pa.field("node_id", _S, False), pa.field("node_catalog_id", pa.uint32(), False),
-    pa.field("instance_id", _S, False), pa.field("mode", _STR_LIST, False),
-    pa.field("core_count", pa.uint64(), False), pa.field("state", _S, False),
-    pa.field("updated_at", pa.timestamp("ms")), pa.field("cli_params", _S),
+    pa.field("node_id", _V, False), pa.field("node_catalog_id", pa.uint32(), False),
+    pa.field("instance_id", _V, False), pa.field("mode", _STR_LIST, False),
+    pa.field("core_count", pa.uint64(), False), pa.field("state", _V, False),
+    pa.field("updated_at", pa.timestamp("ms")), pa.field("cli_params", _V),
 ])
 GENERATION_DURATIONS_SCHEMA = pa.schema([
     pa.field("level", pa.uint8(), False), pa.field("duration_seconds", pa.uint64(), False),
 ])
 _TOKEN_FIELDS = [
-    pa.field("token_id", pa.uint64(), False), pa.field("name", _S, False), pa.field("hash", _S, False),
-    pa.field("created_at", pa.timestamp("ms"), False), pa.field("description", _S),
+    pa.field("token_id", pa.uint64(), False), pa.field("name", _V, False), pa.field("hash", _V, False),
+    pa.field("created_at", pa.timestamp("ms"), False), pa.field("description", _V),
     pa.field("created_by_token_id", pa.uint64()), pa.field("updated_at", pa.timestamp("ms")),
     pa.field("updated_by_token_id", pa.uint64()), pa.field("expiry", pa.timestamp("ms")),
-    pa.field("permissions", _S, False),
+    pa.field("permissions", _V, False),
 ]
 #: influxdb_schema's data_type words (influxdb3_system_tables ``column_type_to_influxdb_type``)
 INFLUX_TYPE_WORDS = {"tag": "tag", "time": "time", "bool": "boolean", "int64": "integer", "uint64": "uinteger",
