@@ -310,7 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      or Path.home() / ".cache" / "aichat-stack" / "images"),
                         help="download and build-context cache (default: %(default)s)")
     args = parser.parse_args(argv)
-    if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
+    if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True,
+                                                        check=False).returncode != 0:
         print("images-local: no Docker engine answers `docker info`; images need one", file=sys.stderr)
         return 1
     builder = Builder(args.cache)

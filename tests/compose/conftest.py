@@ -114,7 +114,7 @@ class ComposeStack:
 
 def compose_v2_or_skip() -> None:
     """Skip (fail under AICHAT_REQUIRE_DOCKER_TESTS=1) when ``docker compose`` (v2) is not installed."""
-    if subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30).returncode == 0:
+    if shutil.which("docker") is not None and subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30).returncode == 0:
         return
     message = "Compose v2 (`docker compose`) is not installed here; make compose-plugin installs it"
     if require_docker_tests():

@@ -148,3 +148,11 @@ def test_compose_docker_compose_config_accepts_the_file(tmp_path: Path):
     r = subprocess.run(["docker", "compose", "--env-file", str(ROOT / ".env.example"), "-f", str(ROOT / "compose.yaml"),
                         "--profile", "provision", "config", "--quiet"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+def test_compose_readme_links_only_design_documents_inside_the_repository():
+    """README's design links point into docs/ (issue 8: no document outside the repository)."""
+    readme = (ROOT / "README.md").read_text()
+    assert "../shared" not in readme and "shared/DESIGN" not in readme
+    assert "`docs/design.md`" in readme and (ROOT / "docs" / "design.md").is_file()
+    assert "shared/reference" not in (ROOT / "docs" / "design.md").read_text()
