@@ -5,7 +5,10 @@
 Starts ``python -m emulator serve`` (file object store, temp dir) on a loopback port, then:
 1. N concurrent writers POST 10,000-line batches (3 tags, 8 fields) for ``--seconds`` with no_sync=false,
    then again with no_sync=true, and prints lines/s for each;
-2. loads ``--rows`` rows (no_sync=true, then one synced write) and prints p50/p95 latency of a GROUP BY over them.
+2. loads ``--rows`` rows (no_sync=true, then one synced write) and prints p50/p95 latency of a GROUP BY over them;
+3. prints the server's RSS per million rows held (issue 9 item 10: under 400 MiB), a restart's time;
+4. an overwrite run on a fresh server (``--overwrite-seconds``, 100 ms flush): one writer rewrites the same
+   series and time, and the WAL files left show that count-based snapshots truncate the WAL (issue 9 item 8).
 """
 
 from __future__ import annotations
@@ -81,10 +84,14 @@ def main() -> None:
     ap.add_argument("--flush", default="1s", help="--wal-flush-interval for the server (default 1s)")
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--queries", type=int, default=20)
+    ap.add_argument("--overwrite-seconds", type=float, default=15.0)
+    ap.add_argument("--overwrite-snapshot-size", type=int, default=20,
+                    help="--wal-snapshot-size for the overwrite run (the server's 600 needs 3 minutes at 100 ms)")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp, start_server(Path(tmp), wal_flush_interval=args.flush) as srv:
         print(f"server {srv.url} flush={args.flush} writers={args.writers} batch={BATCH} lines")
+        empty_rss, _ = server_memory_mib(srv.pid)
         for no_sync, db in ((False, "bench_sync"), (True, "bench_nosync")):
             lines, elapsed = ingest(srv.url, db, args.writers, args.seconds, no_sync, seed0=0)
             print(f"ingest no_sync={str(no_sync).lower():5}: {lines:>9,} lines in {elapsed:5.1f}s = "
@@ -133,10 +140,16 @@ def main() -> None:
               f"({args.queries} queries)")
         total_rows = s.get(f"{srv.url}/api/v3/query_sql",
                                 params={"db": db, "q": f"SELECT count(*) AS n FROM {TABLE}"}).json()[0]["n"]
+        held = sum(s.get(f"{srv.url}/api/v3/query_sql", params={"db": d, "q": f"SELECT count(*) AS n FROM {TABLE}"}
+                         ).json()[0]["n"] for d in ("bench_sync", "bench_nosync", db))
+        time.sleep(3)  # freed pages go back to the system after a short decay (emulator/memory.py)
         rss, peak = server_memory_mib(srv.pid)
         disk = sum(f.stat().st_size for f in Path(srv.data_dir).rglob("*") if f.is_file()) / 2**20
         print(f"server memory with {total_rows:,} rows in {TABLE}: RSS {rss:.0f} MiB, peak {peak:.0f} MiB; "
               f"data dir {disk:.0f} MiB")
+        print(f"RSS per million rows held ({held:,} in all databases): {rss / (held / 1e6):.0f} MiB "
+              f"(peak {peak / (held / 1e6):.0f}); above the empty server's {empty_rss:.0f} MiB: "
+              f"{(rss - empty_rss) / (held / 1e6):.0f} MiB")
         t0 = time.monotonic()
         srv.restart()
         restart_s = time.monotonic() - t0
@@ -147,6 +160,29 @@ def main() -> None:
         rss, _ = server_memory_mib(srv.pid)
         print(f"restart (stop with final flush + start until /health): {restart_s:.1f}s; "
               f"first count(*) after restart {first_ms:.0f} ms, all {total_rows:,} rows back; RSS {rss:.0f} MiB")
+    overwrite_run(args.overwrite_seconds, args.overwrite_snapshot_size)
+
+
+def overwrite_run(seconds: float, snapshot_size: int) -> None:
+    """One synced writer rewrites the same series and time for ``seconds`` at a 100 ms flush; prints the WAL
+    files written and left. The buffer never grows, so only the snapshot tracker's count can truncate the WAL."""
+    keep = snapshot_size // 2
+    flags = ["--wal-snapshot-size", str(snapshot_size), "--snapshotted-wal-files-to-keep", str(keep)]
+    with tempfile.TemporaryDirectory() as tmp, start_server(Path(tmp), wal_flush_interval="100ms",
+                                                           extra_args=flags) as srv:
+        s = requests.Session()
+        writes = 0
+        stop = time.monotonic() + seconds
+        while time.monotonic() < stop:
+            r = s.post(f"{srv.url}/api/v3/write_lp?db=overwrite", data=f"m,host=a v={writes}i 1000000000")
+            if r.status_code != 204:
+                raise SystemExit(f"overwrite write failed: {r.status_code} {r.text[:200]}")
+            writes += 1
+        wal = sorted(int(p.stem) for p in (Path(srv.data_dir) / "wal").glob("*.wal"))
+        written = wal[-1] if wal else 0
+        print(f"overwrite run: {writes:,} synced writes of one row over {seconds:.0f}s, 100ms flush, "
+              f"{' '.join(flags)}: {written:,} WAL files written, {len(wal):,} left "
+              f"(bound {3 * snapshot_size + keep}: 3 x snapshot size + files kept)")
 
 
 def server_memory_mib(pid: int | None) -> tuple[float, float]:

@@ -84,6 +84,13 @@ _first = operator.itemgetter(0)
 _second = operator.itemgetter(1)
 #: above this many runs of differently shaped lines in one table, a write is padded into one run
 _MAX_RUNS = 8
+#: Memory bound on queued rows (issue 9 item 10): rows wait for their flush as Python values (about 500
+#: bytes each with 3 tags and 8 fields, against about 90 as Arrow), so with this many queued the flush starts
+#: at once instead of at the next tick; without it fast no_sync writers queued a million rows per flush.
+FLUSH_EARLY_ROWS = 50_000
+#: ... and with this many queued (the flusher cannot keep up) a write, no_sync too, waits until the flusher
+#: takes the queue. Set well above what a busy flusher leaves queued: waiting at 2x halved no_sync ingest.
+MAX_QUEUED_ROWS = 10 * FLUSH_EARLY_ROWS
 #: close() flushes until nothing is queued (listeners may write), at most this many times
 _CLOSE_FLUSH_ROUNDS = 16
 
@@ -108,13 +115,16 @@ class WriteOutcome:
 
 
 class _Batch:
-    """The writes queued for one flush."""
+    """The writes queued for one flush. ``taken`` is set when the flusher takes it (its rows stop counting
+    against the queue bound), ``done`` when it is durable and applied (or failed: ``error``)."""
 
-    __slots__ = ("entries", "done", "error")
+    __slots__ = ("entries", "rows", "done", "taken", "error")
 
     def __init__(self) -> None:
         self.entries: list[WalEntry] = []
+        self.rows = 0
         self.done = threading.Event()
+        self.taken = threading.Event()
         self.error: BaseException | None = None
 
 
@@ -438,6 +448,7 @@ class Engine:
             self._closing = True  # from here on writes are refused (EngineClosed), never left waiting
             left = self._batch
             self._batch = _Batch()
+        left.taken.set()
         if left.entries:
             left.error = EngineClosed("engine closed before the write was flushed")
         left.done.set()
@@ -497,10 +508,13 @@ class Engine:
         live = self._live_tables()
         replayed = 0
         for contents in self.wal.replay(self.storage.snapshot_sequence, repair=self.repair_damaged_files):
+            applied: dict[int, list[WalEntry]] = {}
             for entry in contents.entries:
                 if (entry[0], entry[1]) in live:
                     self.storage.apply(*entry)
                     replayed += entry_num_rows(entry)
+                    applied.setdefault(entry[0], []).append(entry)
+            self._compact_pending(applied)
             self._last_sequence = contents.sequence
             self._track(contents.sequence, contents.entries)
         if replayed:
@@ -560,7 +574,9 @@ class Engine:
                       no_sync: bool) -> WriteOutcome:
         if not entries:
             return WriteOutcome(0, all_errors)
-        batch = self._enqueue(entries)
+        batch = self._enqueue(entries, written)
+        if batch.rows > MAX_QUEUED_ROWS and threading.current_thread() is not self._flusher:
+            batch.taken.wait()
         if not no_sync and threading.current_thread() is not self._flusher:
             batch.done.wait()
             if batch.error is not None:
@@ -676,12 +692,15 @@ class Engine:
             self.catalog.save()
         return entries
 
-    def _enqueue(self, entries: list[WalEntry]) -> _Batch:
+    def _enqueue(self, entries: list[WalEntry], rows: int = 0) -> _Batch:
         with self._queue_lock:
             if self._closing:
                 raise EngineClosed("engine is not open")
             batch = self._batch
             batch.entries.extend(entries)
+            batch.rows += rows
+        if batch.rows >= FLUSH_EARLY_ROWS:
+            self._wake.set()
         return batch
 
     # ------------------------------------------------------------------ flushing
@@ -707,6 +726,7 @@ class Engine:
         with self._queue_lock:
             batch = self._batch
             self._batch = _Batch()
+        batch.taken.set()
         if not batch.entries:
             batch.done.set()
             return
@@ -733,6 +753,21 @@ class Engine:
             raise
         self._notify(by_db)
         batch.done.set()
+        batch.entries = []  # the writers only wait for ``done``; the rows now live in the buffers
+        self._compact_pending(by_db)
+
+    def _compact_pending(self, by_db: dict[int, list[WalEntry]]) -> None:
+        """Convert the rows a flush (or a replayed WAL file) added to Arrow, so the buffers never hold
+        more than one flush of Python values (issue 9 item 10)."""
+        keys = {(db_id, e[1]) for db_id, entries in by_db.items() for e in entries}
+        for db_id, table_id in keys:
+            with self.catalog.lock:
+                db = self.catalog.db_by_id(db_id)
+                tdef = None if db is None else next((t for t in db.tables.values() if t.id == table_id), None)
+                if tdef is None:
+                    continue
+                schema = arrow_schema(tdef)
+            self.storage.compact_pending(db_id, table_id, schema)
 
     def _track(self, sequence: int, entries: list[WalEntry]) -> None:
         """Tell the snapshot tracker about one WAL file (written or replayed)."""

@@ -71,6 +71,9 @@ def rows_to_table(groups: list[RowGroup], schema: pa.Schema) -> pa.Table:
     types = {f.name: f.type for f in schema}
     tables = []
     for group in groups:
+        if isinstance(group, pa.Table):  # already converted by Storage.compact_pending
+            tables.append(conform(group, schema))
+            continue
         names = group[0]
         columns = group[1] if len(group) == 3 else list(zip(*group[1], strict=True))
         arrays = [pa.array(col, types[name]) for name, col in zip(names, columns, strict=True)]
@@ -202,7 +205,8 @@ def _may_collide(file_tables: list[pa.Table], mem: pa.Table, mem_range: tuple[in
 def _covers(schema: pa.Schema, pending: list[RowGroup]) -> bool:
     """Whether every column of the pending row groups is in ``schema``."""
     names = set(schema.names)
-    return all(names.issuperset(group[0]) for group in pending)
+    return all(names.issuperset(group.column_names if isinstance(group, pa.Table) else group[0])
+               for group in pending)
 
 
 @dataclass
@@ -215,7 +219,8 @@ class SnapshotFile:
 
 @dataclass
 class TableBuffer:
-    """In-memory rows of one table: pending row dicts plus the cached deduplicated Arrow table."""
+    """In-memory rows of one table: pending rows (row groups of Python values, or Arrow tables once
+    :meth:`Storage.compact_pending` converted them) plus the cached deduplicated Arrow table."""
 
     pending: list[RowGroup] = field(default_factory=list)
     pending_rows: int = 0
@@ -318,6 +323,25 @@ class Storage:
         with self.lock:
             buf = self._tables.get((db_id, table_id))
             return [] if buf is None else list(buf.files)
+
+    def compact_pending(self, db_id: int, table_id: int, schema: pa.Schema) -> None:
+        """Turn the table's pending rows that are still Python values into one Arrow table in ``schema``
+        (issue 9 item 10: held as Python objects, 1,000,000 rows of 3 tags and 8 fields took over 500 MiB;
+        as Arrow they take about 90). The engine calls it after each flush, off the writers' path; rows
+        whose columns ``schema`` lacks (a column added since it was read) stay as they are for the next
+        call or the query path."""
+        with self.lock:
+            buf = self._tables.get((db_id, table_id))
+            if buf is None:
+                return
+            pending = buf.pending
+            first_raw = len(pending)
+            while first_raw and not isinstance(pending[first_raw - 1], pa.Table):
+                first_raw -= 1
+            raw = pending[first_raw:]
+            if not raw or not _covers(schema, raw):
+                return
+            buf.pending = [*pending[:first_raw], rows_to_table(raw, schema)]
 
     @property
     def buffered_rows(self) -> int:

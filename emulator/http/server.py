@@ -426,7 +426,12 @@ async def serve(cfg: ServeConfig) -> None:
 
 def run(cfg: ServeConfig) -> int:
     """Entry point used by ``python -m emulator serve``; returns the exit code."""
+    from emulator.memory import configure_process_memory
+
+    memory = configure_process_memory()  # before any thread starts (emulator/memory.py)
     configure_logging(cfg)
+    if memory:
+        log.debug("memory: %s", ", ".join(memory))
     try:
         asyncio.run(serve(cfg))
     except StartupError as exc:
