@@ -57,7 +57,7 @@ _CALLED = re.compile(r"\b(" + "|".join(NAMES) + r")\s*\(", re.IGNORECASE)
 _COERCE = re.compile(r"Failed to coerce arguments to satisfy a call to '(\w+)' function: coercion from (.*?) to "
                      r"the signature (.*?) failed")
 _ZERO_ARGS = re.compile(r"'(\w+)' does not support zero arguments")
-_GAP_CALL = re.compile(r"\bdate_bin_gapfill__f\d+\(")
+_GAP_CALL = re.compile(r"\b(date_bin(?:_wallclock)?_gapfill)__f\d+\(")
 _PROBE_ARITY = 7
 #: context chain of the server's analyzer rule (DataFusion wraps a rule's error in its name)
 GAPFILL_CONTEXT = "handle_gap_fill\ncaused by\n"
@@ -244,6 +244,8 @@ class QueryFunctions:
     calls: dict[str, Call]
     resolved: dict[str, list[pa.DataType]] = field(default_factory=dict)
     stride_ns: int | None = None
+    #: the zone of a date_bin_wallclock_gapfill's time (None: date_bin_gapfill, or no zone)
+    wallclock_zone: str | None = None
     origin_ns: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -409,7 +411,7 @@ def _register_real(ctx: SessionContext, call: Call, types: list[pa.DataType], st
     elif name == GAPFILL:
         ctx.register_udf(_gapfill_udf(types, state, alias))
     elif name == WALLCLOCK_GAPFILL:
-        raise SqlFunctionError("This feature is not implemented: date_bin_wallclock_gapfill (embedded engine)")
+        ctx.register_udf(_wallclock_udf(types, alias, state))
     elif name in FILLS:
         if name == "interpolate" and not (pa.types.is_floating(types[0]) or pa.types.is_integer(types[0])):
             raise SqlFunctionError(
@@ -847,7 +849,9 @@ def wallclock_bin(utc_ns: int, stride_ns: int, origin_ns: int, zone_name: str) -
     return local + _offset_from_local_ns(local, zone, stride_ns, utc_offset)
 
 
-def _wallclock_udf(types: list[pa.DataType], alias: str) -> Any:
+def _wallclock_udf(types: list[pa.DataType], alias: str, gapfill: QueryFunctions | None = None) -> Any:
+    """``date_bin_wallclock`` (or, with ``gapfill``, ``date_bin_wallclock_gapfill``, which also records its
+    stride, origin and zone for the gap filler)."""
     if len(types) not in (2, 3) or not pa.types.is_timestamp(types[1]):
         raise SqlFunctionError(
             "Error during planning: Failed to coerce arguments to satisfy a call to 'date_bin_wallclock' function: "
@@ -862,6 +866,9 @@ def _wallclock_udf(types: list[pa.DataType], alias: str) -> Any:
     def binned(stride: pa.Array, time: pa.Array, *origin: pa.Array) -> pa.Array:
         stride_ns = _interval_ns(stride, "date_bin_wallclock")
         origin_ns = _origin_ns(origin)
+        if gapfill is not None:
+            with gapfill.lock:
+                gapfill.stride_ns, gapfill.origin_ns, gapfill.wallclock_zone = stride_ns, origin_ns, zone
         ints = time.cast(pa.int64()).to_pylist()
         if zone is None:
             vals = [None if t is None else date_bin_ns(t, stride_ns, origin_ns) for t in ints]
@@ -1000,8 +1007,9 @@ def _fill_strategies(upper_nodes: list[tuple[str, Any]], agg_names: list[str]) -
 
 def _check_misuse(chain: list[Any]) -> None:
     text = str(chain[0].display_indent())
-    if _GAP_CALL.search(text):
-        raise _gapfill_error(message=f"{GAPFILL} may only be used as a GROUP BY expression")
+    misplaced = _GAP_CALL.search(text)
+    if misplaced:
+        raise _gapfill_error(message=f"{misplaced.group(1)} may only be used as a GROUP BY expression")
     for fill in FILLS:
         if re.search(rf"\b{fill}__f\d+\(", text):
             raise _gapfill_error(message=f"{fill} may only be used in the SELECT list of a gap-filling query")
@@ -1028,7 +1036,10 @@ def _run_gapfill(ctx: SessionContext, df: Any, state: QueryFunctions) -> pa.Tabl
                                      "gap filling. It cannot be part of another expression or cast")
     args = _split_args(groups[gap][head.end():-1])
     source = args[1] if len(args) > 1 else ""
-    source = re.sub(r"^(?:tz|CAST)\((.*?)(?:,.*)?\)$", r"\1", source)
+    # get_column: a column, possibly under CAST or tz()
+    for _ in range(4):
+        source = re.sub(r"^tz(?:__f\d+)?\((.*?)(?:,.*)?\)$", r"\1", source)
+        source = re.sub(r"^CAST\((.*?) AS .*\)$", r"\1", source)
     if not re.fullmatch(r"[\w.\"]+", source):
         raise _gapfill_error("handle_aggregate", "build_gapfill_node", "get time column",
                              message="DATE_BIN_GAPFILL requires a column as the source argument")
@@ -1057,8 +1068,15 @@ def _fill(table: pa.Table, gap: int, n_groups: int, lower: int, upper: int, stat
     if table.num_rows == 0 or state.stride_ns is None:
         return table
     stride, origin = state.stride_ns, state.origin_ns
-    first = date_bin_ns(lower, stride, origin)
-    last = date_bin_ns(upper, stride, origin)
+    zone = state.wallclock_zone
+    if zone is not None and zone not in _UTC_NAMES:
+        first = wallclock_bin(lower, stride, origin, zone)
+        last = wallclock_bin(upper, stride, origin, zone)
+        all_bins = _wallclock_bins(first, last, stride, zone)
+    else:
+        first = date_bin_ns(lower, stride, origin)
+        last = date_bin_ns(upper, stride, origin)
+        all_bins = set(range(first, last + 1, stride))
     names = table.column_names
     series_idx = [i for i in range(n_groups) if i != gap]
     cols = [c.to_pylist() for c in table.columns]
@@ -1076,7 +1094,7 @@ def _fill(table: pa.Table, gap: int, n_groups: int, lower: int, upper: int, stat
     out: list[list[Any]] = [[] for _ in names]
     for key in order:
         rows = by_series[key]
-        bins = sorted(set(range(first, last + 1, stride)) | set(rows))
+        bins = sorted(all_bins | set(rows))
         for c in range(n_groups, len(names)):
             agg = agg_names[c - n_groups]
             kind = strategies.get(agg)
@@ -1109,6 +1127,44 @@ def _fill(table: pa.Table, gap: int, n_groups: int, lower: int, upper: int, stat
             arrays.append(pa.array(out[c], typ))
     schema = pa.schema([f.with_nullable(True) for f in table.schema])
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _wallclock_bins(first: int, last: int, stride: int, zone_name: str) -> set[int]:
+    """Bins from ``first`` up to ``last`` stepping in wall-clock time (``date_bin_wallclock_gap_expander.rs``
+    ``TimestampIterator``: a step across an offset change moves by the change when it is shorter than the
+    stride; a step into a skipped local time keeps the old offset until the next step)."""
+    zone = _zone(zone_name)
+    end = _wallclock_steps(last, stride, zone, 2)[-1]
+    out = set()
+    for ts in _wallclock_steps(first, stride, zone, None):
+        if ts >= end:
+            break
+        out.add(ts)
+    return out
+
+
+def _wallclock_steps(ts: int, stride: int, zone: Any, count: int | None) -> list[int] | Any:
+    def steps() -> Any:
+        cur, offset = ts, _offset_from_utc_ns(ts, zone)
+        while True:
+            yield cur
+            cur += stride
+            nxt = _offset_from_utc_ns(cur, zone)
+            if nxt == offset:
+                continue
+            diff = abs(offset - nxt)
+            if diff >= stride:
+                offset = nxt
+            elif nxt < offset:  # leaving DST: make up for the gained time
+                cur += offset - nxt
+                offset = nxt
+            elif _offset_from_utc_ns(cur - diff, zone) == nxt:  # entered DST away from the change
+                cur += offset - nxt
+                offset = nxt
+    if count is None:
+        return steps()
+    gen = steps()
+    return [next(gen) for _ in range(count)]
 
 
 def _struct_array(values: list[Any], typ: pa.StructType) -> pa.StructArray:

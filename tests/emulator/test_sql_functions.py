@@ -16,7 +16,7 @@ import pytest
 from emulator.engine import Engine
 from emulator.errors import QueryError
 from emulator.serialize import serialize
-from emulator.sqlfuncs import clean_non_meta_escapes, parse_types, wallclock_bin
+from emulator.sqlfuncs import _wallclock_steps, _zone, clean_non_meta_escapes, parse_types, wallclock_bin
 
 HOME = """home,room=Kitchen temp=21.0,hum=35.9,co=0i 1641024000
 home,room=Living\\ Room temp=21.1,hum=35.9,co=0i 1641024000
@@ -245,3 +245,36 @@ def test_sql_influx_regex_match(engine: Engine) -> None:
     assert rows(engine, sql) == [{"room": "Kitchen", "m": True, "n": False},
                                  {"room": "Living Room", "m": False, "n": True}]
     assert clean_non_meta_escapes(r"a\@b\.c\\d") == r"a@b\.c\\d"
+
+
+@pytest.mark.parametrize(("zone", "start", "stride_min", "expected"), [
+    # date_bin_wallclock_gap_expander.rs TimestampIterator tests
+    ("Australia/Sydney", (2022, 10, 1, 0, 0), 1440, ["2022-10-01 00:00:00+10:00", "2022-10-02 00:00:00+10:00",
+                                                     "2022-10-03 00:00:00+11:00", "2022-10-04 00:00:00+11:00"]),
+    ("Australia/Sydney", (2022, 10, 2, 1, 0), 30, ["2022-10-02 01:00:00+10:00", "2022-10-02 01:30:00+10:00",
+                                                   "2022-10-02 03:00:00+11:00", "2022-10-02 03:30:00+11:00"]),
+    ("Australia/Sydney", (2022, 10, 1, 2, 30), 1440, ["2022-10-01 02:30:00+10:00", "2022-10-02 03:30:00+11:00",
+                                                      "2022-10-03 02:30:00+11:00", "2022-10-04 02:30:00+11:00"]),
+    ("Europe/Paris", (2022, 10, 29, 0, 0), 1440, ["2022-10-29 00:00:00+02:00", "2022-10-30 00:00:00+02:00",
+                                                  "2022-10-31 00:00:00+01:00", "2022-11-01 00:00:00+01:00"]),
+    ("Europe/Paris", (2022, 10, 30, 1, 30), 30, ["2022-10-30 01:30:00+02:00", "2022-10-30 02:00:00+02:00",
+                                                 "2022-10-30 02:30:00+02:00", "2022-10-30 02:00:00+01:00",
+                                                 "2022-10-30 02:30:00+01:00", "2022-10-30 03:00:00+01:00"]),
+])
+def test_sql_wallclock_gapfill_steps_match_the_crate(zone: str, start: tuple, stride_min: int,
+                                                     expected: list[str]) -> None:
+    tz = _zone(zone)
+    first = int(datetime(*start, tzinfo=tz).timestamp()) * NS
+    steps = _wallclock_steps(first, stride_min * 60 * NS, tz, len(expected))
+    assert [str(datetime.fromtimestamp(t // NS, tz)) for t in steps] == expected
+
+
+def test_sql_date_bin_wallclock_gapfill_query(engine: Engine) -> None:
+    sql = ("SELECT date_bin_wallclock_gapfill(INTERVAL '1 hour', tz(time, 'Asia/Kolkata')) AS t, "
+           "locf(avg(temp)) AS v FROM home WHERE room = 'Kitchen' AND time >= '2022-01-01T08:00:00Z' "
+           "AND time < '2022-01-01T10:00:00Z' GROUP BY 1 ORDER BY 1")
+    # Kolkata is +05:30: 08:00Z is 13:30 there (bin 13:00), 09:00Z is 14:30 (bin 14:00), and the upper bound
+    # (just before 10:00Z, 15:29 local) makes a 15:00 bin that locf fills
+    assert rows(engine, sql) == [{"t": "2022-01-01T13:00:00+05:30", "v": 21.0},
+                                 {"t": "2022-01-01T14:00:00+05:30", "v": 23.0},
+                                 {"t": "2022-01-01T15:00:00+05:30", "v": 23.0}]
