@@ -25,6 +25,7 @@ from typing import Any
 import pyarrow as pa
 
 READ_INFO_TYPE_URL = "type.googleapis.com/influxdata.iox.querier.v1.ReadInfo"
+PREPARED_HANDLE_TYPE_URL = "type.googleapis.com/influxdata.iox.querier.v1.FlightSqlPreparedStatementHandle"
 FLIGHT_SQL_PACKAGE = "arrow.flight.protocol.sql."
 #: The Flight SQL messages the server's ``FlightSQLCommand::try_decode`` recognises (cmd.rs).
 FLIGHT_SQL_COMMANDS = (
@@ -176,11 +177,14 @@ def encode_any(type_url: str, value: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class FlightSqlCommand:
-    """A decoded Flight SQL command: its message name and, for ``CommandStatementQuery``, the SQL."""
+    """A decoded Flight SQL command: its message name, the SQL of a statement, a prepared statement's
+    handle or a create-prepared-statement request, and a prepared statement's bound parameters (an Arrow
+    IPC stream, as the server keeps them in its handle)."""
 
     name: str
     query: str | None = None
     raw: bytes = b""
+    params: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -208,17 +212,101 @@ def decode_flight_sql_command(buf: bytes) -> FlightSqlCommand:
     if not prefix or not name.startswith(FLIGHT_SQL_PACKAGE) or name[len(FLIGHT_SQL_PACKAGE):] not in FLIGHT_SQL_COMMANDS:
         raise FlightSqlError(f"Unsupported FlightSQL message type: {type_url}")
     short = name[len(FLIGHT_SQL_PACKAGE):]
-    query = None
-    if short == "CommandStatementQuery":
-        query = ""
-        try:
+    query, params = None, None
+    try:
+        if short in ("CommandStatementQuery", "ActionCreatePreparedStatementRequest"):
+            query = ""
             for number, wire, v in decode_fields(value):
                 if number == 1:  # string query = 1; (2 is transaction_id)
                     _expect(wire, _WIRE_LEN)
                     query = _text(v)
-        except ProtobufError as exc:
-            raise FlightSqlError(f"Invalid protobuf: {exc}") from None
-    return FlightSqlCommand(name=short, query=query, raw=bytes(buf))
+        elif short in ("CommandPreparedStatementQuery", "ActionClosePreparedStatementRequest"):
+            handle = b""
+            for number, wire, v in decode_fields(value):
+                if number == 1:  # bytes prepared_statement_handle = 1;
+                    _expect(wire, _WIRE_LEN)
+                    handle = v
+            query, params = decode_prepared_handle(handle)
+    except ProtobufError as exc:
+        raise FlightSqlError(f"Invalid protobuf: {exc}") from None
+    return FlightSqlCommand(name=short, query=query, raw=bytes(buf), params=params)
+
+
+def decode_prepared_handle(handle: bytes) -> tuple[str, bytes | None]:
+    """The server's prepared statement handle -> ``(query, params IPC stream or None)``.
+
+    ``Any(FlightSqlPreparedStatementHandle{query = 1, optional bytes params = 2})``; bytes that are no
+    ``Any`` are read as the query text itself (the server's legacy form) (flightsql ``cmd.rs``).
+    """
+    try:
+        type_url, value = decode_any(handle)
+    except ProtobufError as proto_error:
+        try:
+            return handle.decode("utf-8"), None
+        except UnicodeDecodeError:
+            raise FlightSqlError("Invalid PreparedStatement handle. Expected protobuf Any or UTF-8 query string\n"
+                                 f"not protobuf Any: {proto_error}\nand not UTF-8: invalid utf-8 sequence") \
+                from None
+    if type_url != PREPARED_HANDLE_TYPE_URL:
+        raise FlightSqlError(f"Invalid Any type URL. Expected '{PREPARED_HANDLE_TYPE_URL}' found '{type_url}'")
+    query, params = "", None
+    for number, wire, v in decode_fields(value):
+        if number == 1:
+            _expect(wire, _WIRE_LEN)
+            query = _text(v)
+        elif number == 2:
+            _expect(wire, _WIRE_LEN)
+            params = v
+    return query, params
+
+
+def encode_prepared_handle(query: str, params: bytes | None = None) -> bytes:
+    """The handle the server hands out: ``Any(FlightSqlPreparedStatementHandle{query, params?})``."""
+    body = field_len(1, query.encode()) + (field_len(2, params) if params is not None else b"")
+    return encode_any(PREPARED_HANDLE_TYPE_URL, body)
+
+
+def encode_create_prepared_result(handle: bytes, dataset_schema: pa.Schema, parameter_schema: pa.Schema) -> bytes:
+    """``Any(ActionCreatePreparedStatementResult{handle, dataset_schema, parameter_schema})``; schemas as
+    encapsulated IPC messages."""
+    body = (field_len(1, handle) + field_len(2, dataset_schema.serialize().to_pybytes())
+            + field_len(3, parameter_schema.serialize().to_pybytes()))
+    return encode_any(f"type.googleapis.com/{FLIGHT_SQL_PACKAGE}ActionCreatePreparedStatementResult", body)
+
+
+def params_from_ipc(stream: bytes | None) -> dict[str, Any]:
+    """Bound parameters (first row of the first batch of an IPC stream) -> ``{name: value}``, as the server's
+    ``PreparedStatementHandle::to_df_param_values`` (by column name)."""
+    if not stream:
+        return {}
+    reader = pa.ipc.open_stream(stream)
+    for batch in reader:
+        if batch.num_rows:
+            return {name: batch.column(i)[0].as_py() for i, name in enumerate(batch.schema.names)}
+    return {}
+
+
+def flight_data_to_ipc(messages: list[bytes]) -> tuple[bytes | None, bytes]:
+    """FlightData messages (DoPut) -> ``(first message's FlightDescriptor or None, Arrow IPC stream)``."""
+    descriptor: bytes | None = None
+    stream = bytearray()
+    for i, message in enumerate(messages):
+        header, body = b"", b""
+        for number, wire, v in decode_fields(message):
+            if wire != _WIRE_LEN:
+                continue
+            if number == 1 and i == 0:
+                descriptor = v
+            elif number == 2:
+                header = v
+            elif number == 1000:
+                body = v
+        if header:
+            padded = header + b"\0" * (-len(header) % 8)
+            stream += b"\xff\xff\xff\xff" + struct.pack("<i", len(padded)) + padded + body
+    if stream:
+        stream += b"\xff\xff\xff\xff\0\0\0\0"
+    return descriptor, bytes(stream)
 
 
 def encode_flight_sql_ticket(database: str, command: FlightSqlCommand) -> bytes:

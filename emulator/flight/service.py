@@ -19,9 +19,12 @@ Behaviour copied from influxdb3 3.10.1 (crate ``service_grpc_flight``, ``lib.rs`
   mapping classes as internal); SQL planning errors are ``INVALID_ARGUMENT`` ``Error while logically
   planning query: <DataFusion text>`` (GetFlightInfo: ``Error while planning query: …``); messages are
   the error chain joined with ``: `` without repeated parts, at most 2,000 bytes, never a traceback.
-* **Differences, documented in COVERAGE.md**: InfluxQL tickets and Flight SQL commands other than
-  ``CommandStatementQuery`` answer ``UNIMPLEMENTED`` (the HTTP API's 405 for InfluxQL); ``DoPut`` and
-  ``DoAction`` (prepared statements) too.
+* **Prepared statements** (flightsql ``planner.rs``): DoAction ``CreatePreparedStatement`` plans the query
+  and returns a handle that holds it (the server keeps no state); DoPut binds a parameter batch into a new
+  handle; GetFlightInfo/DoGet run ``CommandPreparedStatementQuery`` with the parameters by column name.
+* **Differences, documented in COVERAGE.md**: InfluxQL tickets and the Flight SQL metadata commands
+  (GetSqlInfo, GetTables, …) answer ``UNIMPLEMENTED`` (the HTTP API's 405 for InfluxQL); a prepared
+  statement's parameter schema is empty (the server infers the parameter types).
 
 Built on grpcio's generic handlers with raw-bytes messages: pyarrow's own Flight server appends
 ``. Detail: …`` and, for INVALID_ARGUMENT/NOT_FOUND/UNIMPLEMENTED, a Python traceback to every status
@@ -51,14 +54,20 @@ import pyarrow.flight as pa_flight
 from emulator.errors import DatabaseNotFound, QueryError
 from emulator.flight.protocol import (
     FlightQuery,
+    FlightSqlCommand,
     FlightSqlError,
     ProtobufError,
     TicketError,
     decode_fields,
     decode_flight_sql_command,
     decode_ticket,
+    encode_create_prepared_result,
     encode_flight_sql_ticket,
+    encode_prepared_handle,
+    field_len,
     flight_data_messages,
+    flight_data_to_ipc,
+    params_from_ipc,
 )
 
 log = logging.getLogger("emulator.flight")
@@ -177,9 +186,8 @@ class FlightService:
             "PollFlightInfo": unary_unary(self._guard(self._unimplemented("Not yet implemented"))),
             "ListActions": unary_stream(self._guard(self._unimplemented("Not yet implemented: list_actions"))),
             "DoExchange": stream_stream(self._guard(self._unimplemented("Not yet implemented: do_exchange"))),
-            "DoPut": stream_stream(self._guard(self._unimplemented(NOT_IMPLEMENTED.format("Flight SQL DoPut")))),
-            "DoAction": unary_stream(self._guard(self._unimplemented(
-                NOT_IMPLEMENTED.format("Flight SQL DoAction (prepared statements)")))),
+            "DoPut": stream_stream(self._guard(self.do_put)),
+            "DoAction": unary_stream(self._guard(self.do_action)),
         }
         return grpc.method_handlers_generic_handler(SERVICE_NAME, methods)
 
@@ -235,8 +243,8 @@ class FlightService:
             raise FlightStatus(Code.INVALID_ARGUMENT, "Invalid ticket. Error: Invalid ticket") from None
         self._authorize(headers)
         self._check_database(query.database)
-        sql = self._statement(query)
-        table = self._run(query.database, sql, query.params, "Error while logically planning query")
+        sql, params = self._statement(query)
+        table = self._run(query.database, sql, params, "Error while logically planning query")
         return flight_data_messages(table)
 
     def get_flight_info(self, request: bytes, context: grpc.ServicerContext) -> bytes:
@@ -248,17 +256,80 @@ class FlightService:
             raise FlightStatus(Code.UNIMPLEMENTED, "Unsupported message type: FlightInfo with Path")
         if descriptor.descriptor_type != pa_flight.DescriptorType.CMD:
             raise FlightStatus(Code.UNIMPLEMENTED, "Unsupported message type: FlightInfo of unknown type")
-        try:
-            command = decode_flight_sql_command(descriptor.command)
-        except FlightSqlError as exc:
-            raise FlightStatus(Code.INVALID_ARGUMENT, f"Error while planning Flight SQL : {exc}") from None
+        command = self._flight_sql_command(descriptor.command)
         self._authorize(headers)
         self._check_database(database)
-        sql = self._statement(FlightQuery(database, "flightsql", command.query or "", {}, command))
-        schema = self._run(database, sql, {}, "Error while planning query", schema_only=True).schema
+        if command.name in ("ActionCreatePreparedStatementRequest", "ActionClosePreparedStatementRequest"):
+            raise FlightStatus(Code.INVALID_ARGUMENT, f"Error while planning query: Protocol error. Method "
+                                                      f"GetFlightInfo does not expect '{command.name}'")
+        sql, params = self._statement(FlightQuery(database, "flightsql", command.query or "", {}, command))
+        schema = self._run(database, sql, params, "Error while planning query", schema_only=True).schema
         ticket = encode_flight_sql_ticket(database, command)
         info = pa_flight.FlightInfo(schema, descriptor, [pa_flight.FlightEndpoint(ticket, [])], -1, -1)
         return info.serialize()
+
+    def do_action(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        """DoAction(Action{type, body}): Flight SQL prepared statements. ``CreatePreparedStatement`` plans
+        the query and returns a handle holding it; ``ClosePreparedStatement`` has nothing to free (the server
+        keeps no state either). The action type is not read, only the command in the body, as the server."""
+        headers = self._metadata(context)
+        database = self._flight_sql_database(headers)
+        body = b""
+        try:
+            for number, wire, value in decode_fields(request):
+                if number == 2 and wire == 2:  # Action { string type = 1; bytes body = 2; }
+                    body = value
+        except ProtobufError as exc:
+            raise FlightStatus(Code.INTERNAL, str(exc)) from None
+        command = self._flight_sql_command(body)
+        self._authorize(headers)
+        self._check_database(database)
+        if command.name == "ActionCreatePreparedStatementRequest":
+            query = command.query or ""
+            schema = self._run(database, query, {}, "Error while planning query", schema_only=True).schema
+            result = encode_create_prepared_result(encode_prepared_handle(query), schema, pa.schema([]))
+            return iter((field_len(1, result),))  # arrow.flight.protocol.Result { bytes body = 1; }
+        if command.name == "ActionClosePreparedStatementRequest":
+            return iter((b"",))
+        raise FlightStatus(Code.INVALID_ARGUMENT, f"Error while planning query: Protocol error. Method DoAction "
+                                                  f"does not expect '{command.name}'")
+
+    def do_put(self, requests: Iterable[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+        """DoPut(CommandPreparedStatementQuery + a parameter batch): bind parameters; the answer's
+        ``DoPutPreparedStatementResult`` carries a new handle holding the query and the parameters."""
+        headers = self._metadata(context)
+        database = self._flight_sql_database(headers)
+        messages = list(requests)
+        try:
+            descriptor_bytes, stream = flight_data_to_ipc(messages)
+        except ProtobufError as exc:
+            raise FlightStatus(Code.INTERNAL, str(exc)) from None
+        if descriptor_bytes is None:
+            raise FlightStatus(Code.INVALID_ARGUMENT, "No FlightDescriptor in Flight SQL request")
+        descriptor = _parse_request(descriptor_bytes, pa_flight.FlightDescriptor.deserialize)
+        command = self._flight_sql_command(descriptor.command)
+        self._authorize(headers)
+        self._check_database(database)
+        if command.name != "CommandPreparedStatementQuery":
+            raise FlightStatus(Code.INVALID_ARGUMENT, f"Error while planning query: Protocol error. Method DoPut "
+                                                      f"does not expect '{command.name}'")
+        try:
+            has_rows = bool(stream) and any(batch.num_rows for batch in pa.ipc.open_stream(stream))
+        except (pa.ArrowException, ValueError) as exc:
+            raise FlightStatus(Code.INVALID_ARGUMENT, f"Error while planning query: {exc}") from None
+        if not has_rows:
+            raise FlightStatus(Code.INVALID_ARGUMENT, "Error while planning query: Expected stream of FlightData "
+                                                      "but found none when executing method DoPut for command "
+                                                      f"{command.name}.")
+        handle = encode_prepared_handle(command.query or "", stream)
+        result = field_len(1, handle)  # DoPutPreparedStatementResult { bytes prepared_statement_handle = 1; }
+        return iter((field_len(1, result),))  # PutResult { bytes app_metadata = 1; }
+
+    def _flight_sql_command(self, raw: bytes) -> FlightSqlCommand:
+        try:
+            return decode_flight_sql_command(raw)
+        except FlightSqlError as exc:
+            raise FlightStatus(Code.INVALID_ARGUMENT, f"Error while planning Flight SQL : {exc}") from None
 
     def handshake(self, requests: Iterable[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
         """Handshake: echo the first request (same fields as the response) and, when the call carried a
@@ -292,17 +363,22 @@ class FlightService:
         return name
 
     @staticmethod
-    def _statement(query: FlightQuery) -> str:
-        """The SQL to run, or UNIMPLEMENTED for what the embedded engine does not do."""
+    def _statement(query: FlightQuery) -> tuple[str, dict[str, Any]]:
+        """The SQL to run and its parameters, or UNIMPLEMENTED for what the embedded engine does not do."""
         if query.kind == "influxql":
             raise FlightStatus(Code.UNIMPLEMENTED, NOT_IMPLEMENTED.format("InfluxQL queries"))
         if query.kind == "flightsql":
             command = query.command
             assert command is not None
-            if command.name != "CommandStatementQuery":
-                raise FlightStatus(Code.UNIMPLEMENTED, NOT_IMPLEMENTED.format(f"Flight SQL {command.name}"))
-            return command.query or ""
-        return query.sql
+            if command.name == "CommandStatementQuery":
+                return command.query or "", {}
+            if command.name == "CommandPreparedStatementQuery":
+                try:
+                    return command.query or "", params_from_ipc(command.params)
+                except (pa.ArrowException, ValueError) as exc:
+                    raise FlightStatus(Code.INVALID_ARGUMENT, f"Invalid ticket. Error: {exc}") from None
+            raise FlightStatus(Code.UNIMPLEMENTED, NOT_IMPLEMENTED.format(f"Flight SQL {command.name}"))
+        return query.sql, query.params
 
     def _run(self, db: str, sql: str, params: dict[str, Any], prefix: str, *, schema_only: bool = False) -> Any:
         try:

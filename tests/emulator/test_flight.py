@@ -24,7 +24,7 @@ import pyarrow.flight as fl
 import pytest
 import requests
 
-from emulator.flight.protocol import encode_any, field_len
+from emulator.flight.protocol import decode_any, decode_fields, encode_any, field_len
 from tests.emulator.conftest import unique_name
 from tests.flight_clients import adbc_query, assert_flight_clients_query, grpc_message, influxdb3_query
 from tests.support import RemoteServer, ServerProcess, remote_server, remote_target, start_server
@@ -136,6 +136,47 @@ def test_adbc_flight_sql_query_returns_rows_and_sql_error(srv: Target) -> None:
         adbc_query(srv.port, srv.token, srv.db, "SELECT * FROM invalid_table")
     assert "table 'public.iox.invalid_table' not found" in str(info.value)  # flight.rs `flight`
     assert "INVALID_ARGUMENT" in str(info.value)
+
+
+def test_adbc_prepared_statement_with_named_parameters(srv: Target) -> None:
+    # ADBC prepares every query (DoAction CreatePreparedStatement) and binds parameters with DoPut; the
+    # server binds them by column name, so a record batch with a `min` column fills `$min`
+    import adbc_driver_flightsql.dbapi as flightsql
+
+    conn = flightsql.connect(f"grpc://127.0.0.1:{srv.port}", autocommit=True, db_kwargs={
+        "adbc.flight.sql.authorization_header": f"Bearer {srv.token}",
+        "adbc.flight.sql.rpc.call_header.database": srv.db})
+    try:
+        with conn.cursor() as cur:
+            sql = "SELECT usage FROM cpu WHERE usage > $min ORDER BY usage"
+            cur.execute(sql, pa.record_batch({"min": [0.86]}))
+            assert cur.fetch_arrow_table().column("usage").to_pylist() == [0.89, 0.9]
+            cur.execute(sql, pa.record_batch({"min": [0.895]}))
+            assert cur.fetch_arrow_table().column("usage").to_pylist() == [0.9]
+    finally:
+        conn.close()
+
+
+def test_prepared_statement_over_raw_flight(srv: Target) -> None:
+    c = client(srv)
+    h = opts(srv.token, database=srv.db)
+    request = encode_any(SQL_URL + "ActionCreatePreparedStatementRequest", field_len(1, b"SELECT host, usage FROM cpu"))
+    results = list(c.do_action(fl.Action("CreatePreparedStatement", request), h))
+    type_url, value = decode_any(results[0].body.to_pybytes())
+    assert type_url == SQL_URL + "ActionCreatePreparedStatementResult"
+    fields = {n: v for n, _w, v in decode_fields(value)}
+    assert pa.ipc.read_schema(pa.py_buffer(fields[2])).names == ["host", "usage"]
+    command = encode_any(SQL_URL + "CommandPreparedStatementQuery", field_len(1, fields[1]))
+    info = c.get_flight_info(fl.FlightDescriptor.for_command(command), h)
+    assert c.do_get(info.endpoints[0].ticket, opts(srv.token)).read_all().num_rows == 3
+    close = encode_any(SQL_URL + "ActionClosePreparedStatementRequest", field_len(1, fields[1]))
+    assert [r.body.to_pybytes() for r in c.do_action(fl.Action("ClosePreparedStatement", close), h)] == [b""]
+    # an action whose body is no Flight SQL command (ADBC's CloseSession): the server's decode error
+    kind, msg = status_of(lambda: list(c.do_action(fl.Action("CloseSession", b""), h)))
+    assert (kind, msg) == (pa.ArrowInvalid, "Error while planning Flight SQL : Unsupported FlightSQL message type: ")
+    kind, msg = status_of(lambda: list(c.do_action(fl.Action("CreatePreparedStatement", request),
+                                                   opts("wrong", database=srv.db))))
+    assert (kind, msg) == (fl.FlightUnauthenticatedError, "Unauthenticated")
 
 
 def test_both_clients_agree_with_http(srv: Target) -> None:

@@ -24,13 +24,17 @@ from emulator.flight.protocol import (
     decode_any,
     decode_fields,
     decode_flight_sql_command,
+    decode_prepared_handle,
     decode_ticket,
     encode_any,
     encode_flight_sql_ticket,
+    encode_prepared_handle,
     encode_varint,
     field_len,
     field_varint,
     flight_data_messages,
+    flight_data_to_ipc,
+    params_from_ipc,
 )
 from emulator.flight.service import error_chain_text, extract_grpc_token
 
@@ -132,6 +136,29 @@ def test_flight_sql_command_and_its_ticket_round_trip() -> None:
     other = decode_flight_sql_command(encode_any("type.googleapis.com/arrow.flight.protocol.sql.CommandGetTables", b""))
     assert other == FlightSqlCommand("CommandGetTables", None, encode_any(
         "type.googleapis.com/arrow.flight.protocol.sql.CommandGetTables", b""))
+
+
+def test_prepared_statement_handles() -> None:
+    batch = pa.record_batch({"min": [0.5], "host": ["a"]})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as w:
+        w.write_batch(batch)
+    stream = sink.getvalue().to_pybytes()
+    handle = encode_prepared_handle("SELECT $min", stream)
+    assert decode_prepared_handle(handle) == ("SELECT $min", stream)
+    assert params_from_ipc(stream) == {"min": 0.5, "host": "a"}
+    assert decode_prepared_handle(b"SELECT 1") == ("SELECT 1", None)  # the legacy raw-text handle
+    with pytest.raises(FlightSqlError, match="^Invalid Any type URL. Expected "):
+        decode_prepared_handle(encode_any("type.googleapis.com/x.Y", b""))
+    cmd = decode_flight_sql_command(encode_any(
+        "type.googleapis.com/arrow.flight.protocol.sql.CommandPreparedStatementQuery", field_len(1, handle)))
+    assert (cmd.name, cmd.query, cmd.params) == ("CommandPreparedStatementQuery", "SELECT $min", stream)
+    # the same batch sent as DoPut FlightData messages comes back as an IPC stream
+    descriptor = fl.FlightDescriptor.for_command(b"cmd").serialize()
+    messages = list(flight_data_messages(pa.Table.from_batches([batch])))
+    messages[0] = field_len(1, descriptor) + messages[0]
+    got_descriptor, got_stream = flight_data_to_ipc(messages)
+    assert got_descriptor == descriptor and params_from_ipc(got_stream) == {"min": 0.5, "host": "a"}
 
 
 def test_flight_sql_command_errors_use_the_servers_words() -> None:
