@@ -352,6 +352,17 @@ class Catalog:
         with self.lock:
             return next((d for d in self._dbs.values() if d.deleted and d.name == name), None)
 
+    def reschedule_deleted_db(self, name: str, hard_delete_at: str | None) -> bool:
+        """Set a new hard-deletion time on the soft-deleted database ``name``; False when there is none or
+        the time is unchanged (the caller then answers as for any deleted database)."""
+        with self.lock:
+            db = self.deleted_db(name)
+            if db is None or db.hard_delete_at == hard_delete_at:
+                return False
+            db.hard_delete_at = hard_delete_at
+            self.save()
+            return True
+
     def _require_db(self, name: str) -> DatabaseDef:
         """The live database ``name``; 409 ``attempted to modify resource that was already deleted: <name>``
         for a soft-deleted one (influxdb3_catalog v3 ``require_active_db``, CatalogError ``AlreadyDeleted``
@@ -413,13 +424,24 @@ class Catalog:
             return t
 
     def soft_delete_table(self, db_name: str, table: str, hard_delete_at: str | None = None) -> TableDef:
+        """Soft delete a table (renamed ``<table>-<time>``). Errors as the v3 catalog's ``active_table``
+        (influxdb3_catalog ``ops/mod.rs`` @v3.10.1): ``_internal`` 500 ``cannot modify internal db``; unknown
+        database 404 ``Database not found <db>``; unknown table 404 ``Table <t> not in DB schema for <db>``; a
+        soft-deleted database or table (under its new name) 409 ``attempted to modify resource that was
+        already deleted: <name>``."""
         with self.lock:
+            if db_name == INTERNAL_DB:
+                raise text_error(500, "cannot modify internal db")
             db = self.get_db(db_name)
             if db is None:
-                raise not_found(db_name)
+                if self.deleted_db(db_name) is not None:
+                    raise text_error(409, f"attempted to modify resource that was already deleted: {db_name}")
+                raise text_error(404, f"Database not found {db_name}")
             t = db.tables.get(table)
             if t is None:
-                raise not_found(table)
+                if table in db.deleted_tables:
+                    raise text_error(409, f"attempted to modify resource that was already deleted: {table}")
+                raise text_error(404, f"Table {table} not in DB schema for {db_name}")
             taken = set(db.tables) | set(db.deleted_tables)
             del db.tables[table]
             t.name = _soft_deleted_name(table, t.id, taken)

@@ -55,7 +55,6 @@ from emulator.errors import (
     DatabaseNotFound,
     QueryError,
     json_error,
-    not_found,
     text_error,
 )
 from emulator.lineprotocol import LineError, ParsedLine
@@ -916,6 +915,11 @@ class Engine:
     def delete_database(self, name: str, hard_delete_at: str | None = None) -> None:
         """Soft delete ``name``; ``hard_delete_at`` as :func:`resolve_hard_delete` (400 before any lookup)."""
         when = resolve_hard_delete(hard_delete_at)
+        if hard_delete_at not in (None, "default") and self.catalog.get_db(name) is None:
+            # re-deleting a soft-deleted database with another time reschedules its hard delete; the same
+            # time (or default, which keeps it) is 409 AlreadyDeleted (influxdb3_catalog ops/database.rs)
+            if self.catalog.reschedule_deleted_db(name, when):
+                return
         db = self.catalog.soft_delete_database(name, when)
         self.storage.drop_database(db.id)
 
@@ -932,11 +936,10 @@ class Engine:
     def delete_table(self, db: str, table: str, hard_delete_at: str | None = None) -> None:
         """Soft delete ``db.table``; ``hard_delete_at`` as :func:`resolve_hard_delete` (400 before any lookup)."""
         hard_delete_at = resolve_hard_delete(hard_delete_at)
+        t = self.catalog.soft_delete_table(db, table, hard_delete_at)  # raises the server's errors
         d = self.catalog.get_db(db)
-        if d is None:
-            raise not_found(db)
-        t = self.catalog.soft_delete_table(db, table, hard_delete_at)
-        self.storage.drop_table(d.id, t.id)
+        if d is not None:
+            self.storage.drop_table(d.id, t.id)
 
     # ------------------------------------------------------------------ introspection
     @property

@@ -122,7 +122,17 @@ def test_engine_tables_delete_hides_rows(engine: Engine) -> None:
     assert engine.query("db1", "SELECT host, usage FROM cpu").to_pylist() == [{"host": "z", "usage": 1}]
     with pytest.raises(ApiError) as info:
         engine.delete_table("db1", "nope")
-    assert (info.value.status, info.value.text) == (404, "the requested resource was not found: nope")
+    assert (info.value.status, info.value.text) == (404, "Table nope not in DB schema for db1")
+    with pytest.raises(ApiError) as info:
+        engine.delete_table("nodb", "cpu")
+    assert (info.value.status, info.value.text) == (404, "Database not found nodb")
+    with pytest.raises(ApiError) as info:
+        engine.delete_table("_internal", "cpu")
+    assert (info.value.status, info.value.text) == (500, "cannot modify internal db")
+    gone = engine.query("_internal", "SELECT table_name FROM system.tables WHERE deleted").column(0).to_pylist()[0]
+    with pytest.raises(ApiError) as info:
+        engine.delete_table("db1", gone)  # the soft-deleted table under its new name (ops/mod.rs active_table)
+    assert (info.value.status, info.value.text) == (409, f"attempted to modify resource that was already deleted: {gone}")
 
 
 def test_engine_retention_update_and_clear(engine: Engine) -> None:

@@ -185,6 +185,10 @@ def test_operations_on_a_soft_deleted_database(server, db) -> None:
         "error": f"cannot write to soft-deleted database '{gone}' - it is marked for deletion"})
     r = server.session.delete(f"{base}/api/v3/configure/database", params={"db": gone})
     assert (r.status_code, r.text) == (409, f"attempted to modify resource that was already deleted: {gone}")
+    r = server.session.delete(f"{base}/api/v3/configure/database", params={"db": gone, "hard_delete_at": "never"})
+    assert r.status_code == 200  # another hard-deletion time reschedules it; the same time again is 409
+    r = server.session.delete(f"{base}/api/v3/configure/database", params={"db": gone, "hard_delete_at": "never"})
+    assert r.status_code == 409
     r = server.session.put(f"{base}/api/v3/configure/database", json={"db": gone, "retention_period": "1d"})
     assert (r.status_code, r.text) == (409, f"attempted to modify resource that was already deleted: {gone}")
     names = [d["iox::database"] for d in server.session.get(
