@@ -293,9 +293,16 @@ class CoreRoutes:
         return serde_enum(PRECISION_VARIANTS[1:], PRECISIONS_V1)
 
     def write_v1(self, req: Request) -> Response:
+        """POST /write. Parameter errors are 400 ``{"error": …}`` with iox_http's texts (``write/v1.rs``
+        ``V1WriteParseError``: ``no db destination provided``, ``failed to deserialize db/rp/precision in
+        request: <serde>``; influxdb3_server ``RoutingError::LegacyWrite``)."""
         if not req.query_string:
-            raise text_error(400, "missing query parameter 'db'")
-        p = serde_query(req, {"db": str, "rp": str, "precision": self._v1_precision(), "p": str}, ("db",))
+            raise json_error(400, "no db destination provided")
+        try:
+            p = serde_query(req, {"db": str, "rp": str, "precision": self._v1_precision(), "p": str}, ("db",))
+        except ApiError as err:
+            raise json_error(400, "failed to deserialize db/rp/precision in request: "
+                             + err.text.removeprefix("serde error: ")) from None
         db = v1_database(p["db"], p.get("rp"))
         return self._write(db, req, precision=p.get("precision", "ns"), accept_partial=False, no_sync=False)
 
@@ -307,7 +314,11 @@ class CoreRoutes:
         try:
             if not req.query_string:
                 raise text_error(400, "no org/bucket destination provided")
-            p = serde_query(req, {"bucket": str, "org": str, "precision": self._v1_precision()}, ())
+            try:
+                p = serde_query(req, {"bucket": str, "org": str, "precision": self._v1_precision()}, ())
+            except ApiError as err:  # iox_http write/v2.rs V2WriteParseError::DecodeFail
+                raise text_error(400, "failed to deserialize org/bucket/precision in request: "
+                                 + err.text.removeprefix("serde error: ")) from None
             if not p.get("bucket"):
                 raise text_error(400, "missing bucket value")
             return self._write(

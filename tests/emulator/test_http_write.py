@@ -128,6 +128,7 @@ def test_v2_write_rejects_auto_precision_with_code_message(server: Server, db: s
     body = r.json()
     assert list(body) == ["code", "message"]
     assert body["code"] == "invalid"
+    assert body["message"].startswith("failed to deserialize org/bucket/precision in request: unknown variant `auto`")
 
 
 def test_v2_write_bad_line_is_not_partial(server: Server, db: str) -> None:
@@ -146,7 +147,16 @@ def test_v1_write_takes_db_and_precision(server: Server, db: str) -> None:
 def test_v1_write_rejects_auto_precision(server: Server, db: str) -> None:
     r = server.session.post(f"{server.url}/write?db={db}&precision=auto", data="m f=1")
     assert r.status_code == 400
-    assert r.text.startswith("serde error: unknown variant `auto`")
+    assert r.json()["error"].startswith("failed to deserialize db/rp/precision in request: unknown variant `auto`")
+
+
+def test_v1_write_parameter_errors_as_iox_http(server: Server) -> None:
+    # iox_http write/v1.rs V1WriteParseError, answered {"error": …} (influxdb3_server RoutingError::LegacyWrite)
+    r = server.session.post(f"{server.url}/write", data="m f=1")
+    assert (r.status_code, r.json()) == (400, {"error": "no db destination provided"})
+    r = server.session.post(f"{server.url}/write?rp=x", data="m f=1")
+    assert (r.status_code, r.json()) == (400, {
+        "error": "failed to deserialize db/rp/precision in request: missing field `db`"})
 
 
 def test_v1_write_bad_line_uses_v3_shape(server: Server, db: str) -> None:
