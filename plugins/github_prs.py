@@ -557,7 +557,8 @@ def _file(path, additions, deletions, kind, previous=None):
 def _check_file_count(log, pr, expected):
     """Log when GitHub listed fewer files than the PR changed (it lists at most 3,000)."""
     listed = len(pr["files"])
-    if (isinstance(expected, int) and listed < expected) or listed >= _MAX_LISTED_FILES:
+    short = (listed < expected) if isinstance(expected, int) else (listed >= _MAX_LISTED_FILES)
+    if short:
         log.warn(f"PR #{pr['number']} changed {expected if isinstance(expected, int) else 'more'} files; GitHub "
                  f"lists only {listed} (at most {_MAX_LISTED_FILES:,}), so gh_file holds {listed} of them")
 

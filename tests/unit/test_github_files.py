@@ -127,6 +127,10 @@ def test_github_files_3000_file_cap_is_logged(github, make_harness, fast, now, m
     warnings = [text for level, text in r.logs if level == "WARN"]
     assert len(warnings) == 1 and "PR #9 changed 3010 files; GitHub lists only 3000 (at most 3,000)" in warnings[0]
     assert github.count() == (30 if mode == "graphql" else 32)  # 1 + 29 follow-ups; list + detail + 30 pages
+    github.set_files(REPO, 9, [f"g/{i}" for i in range(3000)])  # exactly 3,000: all listed, nothing to say
+    h2 = make_harness(PLUGIN, _args(github, fast, _token(mode, github_token), budget_seconds="30"))
+    r = h2.request()
+    assert r.json()["file_count"] == 3000 and not [t for lv, t in r.logs if lv == "WARN"]
 
 
 def test_github_files_rest_fetches_files_of_prs_recorded_before_gh_file_existed(github, make_harness, fast, now):
