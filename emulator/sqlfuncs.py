@@ -51,7 +51,7 @@ WALLCLOCK_GAPFILL = "date_bin_wallclock_gapfill"
 FILLS = ("locf", "interpolate")
 SCALARS = (GAPFILL, WALLCLOCK_GAPFILL, *FILLS, "tz", "date_bin_wallclock")
 WINDOWS = ("derivative", "non_negative_derivative", "difference", "non_negative_difference")
-OTHERS = ("to_timestamp", "sleep", "influx_regex_match", "influx_regex_not_match")
+OTHERS = ("to_timestamp", "sleep", "influx_regex_match", "influx_regex_not_match", "influx_window_bounds")
 NAMES = (*SELECTORS, *SCALARS, *WINDOWS, *OTHERS)
 _CALLED = re.compile(r"\b(" + "|".join(NAMES) + r")\s*\(", re.IGNORECASE)
 _COERCE = re.compile(r"Failed to coerce arguments to satisfy a call to '(\w+)' function: coercion from (.*?) to "
@@ -404,6 +404,8 @@ def _register_real(ctx: SessionContext, call: Call, types: list[pa.DataType], st
         ctx.register_udf(_sleep_udf(types, alias))
     elif name in ("influx_regex_match", "influx_regex_not_match"):
         ctx.register_udf(_regex_udf(name, alias))
+    elif name == "influx_window_bounds":
+        ctx.register_udf(_window_bounds_udf(alias))
     elif name == "tz":
         ctx.register_udf(_tz_udf(types, call.text, alias))
     elif name == "date_bin_wallclock":
@@ -698,6 +700,35 @@ def _regex_udf(name: str, alias: str) -> Any:
                         pa.bool_())
 
     return udf(run, [pa.string(), pa.string()], pa.bool_(), "stable", name=alias)
+
+
+_WINDOW_BOUNDS_TYPES = [pa.timestamp("ns"), pa.string(), pa.int64(), pa.bool_(), pa.string(), pa.int64(), pa.bool_()]
+
+
+def _window_bounds_udf(alias: str) -> Any:
+    """``window.rs`` ``influx_window_bounds(time, every_type, every, every_negative, offset_type, offset,
+    offset_negative)``: the stop of the earliest Flux window holding ``time`` (InfluxRPC's encoding of
+    ``every``/``offset``). Fixed durations only; calendar-month windows answer 405."""
+
+    def bounds(time: pa.Array, *encoded: pa.Array) -> pa.Array:
+        vals = [a[0].as_py() if len(a) else None for a in encoded]
+        every_ty, every, _neg, offset_ty, offset, _oneg = vals
+        if every_ty != "fixed" or offset_ty != "fixed":
+            raise SqlFunctionError("This feature is not implemented: influx_window_bounds with calendar months "
+                                   "(embedded engine)")
+        if not every:
+            raise SqlFunctionError("Internal error: duration used as an interval cannot be zero")
+        offset = offset or 0
+        out = []
+        for t in time.cast(pa.int64()).to_pylist():
+            if t is None:
+                out.append(None)
+                continue
+            shifted = t - offset
+            out.append(shifted - shifted % every + every + offset)  # Python's % is Flux's truncate here
+        return pa.array(out, pa.int64()).cast(pa.timestamp("ns"))
+
+    return udf(bounds, _WINDOW_BOUNDS_TYPES, pa.timestamp("ns"), "stable", name=alias)
 
 
 # ------------------------------------------------------------------------------------------------ tz

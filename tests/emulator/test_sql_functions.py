@@ -278,3 +278,12 @@ def test_sql_date_bin_wallclock_gapfill_query(engine: Engine) -> None:
     assert rows(engine, sql) == [{"t": "2022-01-01T13:00:00+05:30", "v": 21.0},
                                  {"t": "2022-01-01T14:00:00+05:30", "v": 23.0},
                                  {"t": "2022-01-01T15:00:00+05:30", "v": 23.0}]
+
+
+def test_sql_influx_window_bounds_fixed(engine: Engine) -> None:
+    """window/internal.rs get_earliest_bounds: the stop of the window holding the time (every 5 min)."""
+    engine.write_lp("d", "w v=1i 360", precision="s")
+    sql = "SELECT influx_window_bounds(time, 'fixed', 300000000000, false, 'fixed', 0, false) AS stop FROM w"
+    assert rows(engine, sql) == [{"stop": "1970-01-01T00:10:00"}]
+    sql = "SELECT influx_window_bounds(time, 'fixed', 300000000000, false, 'fixed', 120000000000, false) AS s FROM w"
+    assert rows(engine, sql) == [{"s": "1970-01-01T00:07:00"}]
