@@ -151,10 +151,12 @@ class QueryLog:
             self._entries.append(entry)
 
     def running(self, entry: QueryLogEntry) -> None:
+        """Show ``entry`` as running (the query sees itself so while it plans and runs)."""
         with self._lock:
             self._entries.append(entry)
 
     def remove(self, entry: QueryLogEntry) -> None:
+        """Drop ``entry`` (no error when it is not there)."""
         with self._lock:
             try:
                 self._entries.remove(entry)
@@ -162,11 +164,13 @@ class QueryLog:
                 pass
 
     def snapshot(self) -> list[QueryLogEntry]:
+        """The entries, oldest first."""
         with self._lock:
             return list(self._entries)
 
 
 def queries_table(log: QueryLog) -> pa.Table:
+    """``system.queries`` rows (:data:`QUERIES_SCHEMA`) from the query log; timings other than end2end are null."""
     rows = log.snapshot()
     return pa.table({
         "id": [e.id for e in rows], "phase": [e.phase for e in rows],
@@ -217,6 +221,7 @@ class CoreSystemTables:
         self.parse_retention = parse_retention
 
     def register(self, add: Callable[[str, Callable[[str], pa.Table | None]], None]) -> None:
+        """Register every table through ``add(name, provider)`` (the engine's ``register_system_table``)."""
         add("queries", lambda db: queries_table(self.engine.query_log))
         add("last_caches", lambda db: LAST_CACHES_SCHEMA.empty_table())
         add("distinct_caches", lambda db: DISTINCT_CACHES_SCHEMA.empty_table())
@@ -307,6 +312,7 @@ class CoreSystemTables:
         }, schema=NODES_SCHEMA)
 
     def generation_durations(self) -> pa.Table:
+        """One row: level 1 and the gen1 duration in seconds (``--gen1-duration``)."""
         return pa.table({"level": [1], "duration_seconds": [self.engine.tracker.gen1_duration_ns // 10**9]},
                         schema=GENERATION_DURATIONS_SCHEMA)
 
