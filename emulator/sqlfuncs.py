@@ -415,7 +415,10 @@ def _register_real(ctx: SessionContext, call: Call, types: list[pa.DataType], st
     elif name == WALLCLOCK_GAPFILL:
         ctx.register_udf(_wallclock_udf(types, alias, state))
     elif name in FILLS:
-        if name == "interpolate" and not (pa.types.is_floating(types[0]) or pa.types.is_integer(types[0])):
+        numeric = (pa.types.is_floating(types[0]) or pa.types.is_integer(types[0]) or (
+            pa.types.is_struct(types[0]) and types[0].get_field_index("value") >= 0
+            and types[0].field("value").type in _NUMERIC))  # a selector's struct: its value is interpolated
+        if name == "interpolate" and not numeric:
             raise SqlFunctionError(
                 f"Error during planning: Failed to coerce arguments to satisfy a call to 'interpolate' function: "
                 f"coercion from {df_type_name(types[0])} to the signature OneOf([Exact([Float64]), Exact([Int64]), "
@@ -1137,6 +1140,8 @@ def _fill(table: pa.Table, gap: int, n_groups: int, lower: int, upper: int, stat
                         values[j] = prev
                     else:
                         prev = v
+            elif kind == "interpolate" and pa.types.is_struct(table.schema.field(c).type):
+                values = _interpolate_selector(bins, rows, cols[c], table.schema.field(c).type)
             elif kind == "interpolate":
                 values = _interpolate(bins, rows, cols[c], table.schema.field(c).type)
             elif agg.startswith("count("):
@@ -1204,6 +1209,23 @@ def _struct_array(values: list[Any], typ: pa.StructType) -> pa.StructArray:
     mask = pa.array([v is None for v in values])
     children = [pa.array([None if v is None else v.get(f.name) for v in values], f.type) for f in typ]
     return pa.StructArray.from_arrays(children, fields=list(typ), mask=mask)
+
+
+def _interpolate_selector(bins: list[int], rows: dict[int, int], column: list[Any],
+                          typ: pa.StructType) -> list[dict[str, Any]]:
+    """``algo/interpolate.rs`` for a selector struct: only ``value`` is interpolated; on filled rows the
+    other fields are null; the struct itself is never null (no validity buffer)."""
+    value_type = typ.field("value").type if typ.get_field_index("value") >= 0 else pa.float64()
+    inner = [None if d is None else d.get("value") for d in column]
+    values = _interpolate(bins, rows, inner, value_type)
+    out = []
+    for b, v in zip(bins, values, strict=True):
+        base = column[rows[b]] if b in rows and column[rows[b]] is not None else {}
+        row = {f.name: (base.get(f.name) if b in rows else None) for f in typ}
+        if "value" in row:
+            row["value"] = v
+        out.append(row)
+    return out
 
 
 def _interpolate(bins: list[int], rows: dict[int, int], column: list[Any], typ: pa.DataType) -> list[Any]:

@@ -287,3 +287,13 @@ def test_sql_influx_window_bounds_fixed(engine: Engine) -> None:
     assert rows(engine, sql) == [{"stop": "1970-01-01T00:10:00"}]
     sql = "SELECT influx_window_bounds(time, 'fixed', 300000000000, false, 'fixed', 120000000000, false) AS s FROM w"
     assert rows(engine, sql) == [{"s": "1970-01-01T00:07:00"}]
+
+
+def test_sql_gapfill_interpolates_a_selectors_value_only(engine: Engine) -> None:
+    """algo/interpolate.rs: for a selector struct only ``value`` is interpolated, other fields null."""
+    sql = (f"SELECT date_bin_gapfill(INTERVAL '30 minutes', time) as _time, interpolate(selector_max(temp, time)) "
+           f"AS s FROM home {RANGE} AND room = 'Kitchen' GROUP BY _time")
+    assert [r["s"] for r in rows(engine, sql)] == [
+        {"value": 21.0, "time": "2022-01-01T08:00:00"}, {"value": 22.0},
+        {"value": 23.0, "time": "2022-01-01T09:00:00"}, {"value": 22.85},
+        {"value": 22.7, "time": "2022-01-01T10:00:00"}]
