@@ -550,6 +550,25 @@ class Engine:
             return self._write_lines(db, parsed, parse_errors, accept_partial, no_sync)
         return self._finish_write(fast[0], fast[1], [], no_sync)
 
+    def check_lp(self, db: str, body: str, *, precision: str = "ns", default_time_ns: int | None = None
+                 ) -> LineError | None:
+        """The error a write of ``body`` to ``db`` with ``accept_partial=false`` would report first (parse or
+        schema), or None; nothing is written and the catalog is unchanged (the plugin dry runs' validation,
+        influxdb3_processing_engine plugins.rs ``DryRunWriteHandler``). Raises ApiError for a whole-request
+        failure (e.g. a soft-deleted database)."""
+        validate_db_name(db)
+        if self.catalog.get_db(db) is None and self.catalog.deleted_db(db) is not None:
+            raise json_error(400, f"cannot write to soft-deleted database '{db}' - it is marked for deletion")
+        now = time.time_ns() if default_time_ns is None else default_time_ns
+        parsed, parse_errors = lineprotocol.parse_lines(body, precision=precision, default_time_ns=now)
+        if parse_errors:
+            first_bad = parse_errors[0].line_number
+            parsed = [p for p in parsed if p.line_number < first_bad]
+        _entries, errors, _written = self._validate_and_commit(db, parsed, False, commit=False)
+        if errors:
+            return errors[0]
+        return parse_errors[0] if parse_errors else None
+
     def _write_lines(self, db: str, parsed: list[ParsedLine], parse_errors: list[LineError],
                      accept_partial: bool, no_sync: bool) -> WriteOutcome:
         """The exact path: every line checked on its own (shapes once), errors with their line numbers."""

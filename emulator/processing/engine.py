@@ -379,6 +379,29 @@ class TriggerRunner:
         return result
 
 
+def rust_debug_str(text: str) -> str:
+    r"""``text`` as Rust's ``{:?}`` shows a String: quoted, with ``\``, ``\"``, ``\n``, ``\r``, ``\t``, ``\0``
+    escaped and ``\u{..}`` for other control characters."""
+    out = ['"']
+    for ch in text:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\0":
+            out.append("\\0")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{{{ord(ch):x}}}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
 class ProcessingEngine:
     """The processing engine of one server (see module docstring and docs/internals.md)."""
 
@@ -638,24 +661,27 @@ class ProcessingEngine:
         return {"log_lines": log_lines, "database_writes": writes, "errors": self._validate_lines(writes)}
 
     def _validate_lines(self, writes: dict[str, list[str]]) -> list[str]:
-        """Check captured lines against the catalog as the dry run does (parse errors, field type clashes)."""
-        from emulator.lineprotocol import parse_lines
-
+        """Check captured lines per database as the server's dry run does: the first line a write with
+        ``accept_partial=false`` would reject, as ``line protocol parse error on write to db <db>:
+        WriteLineError { original_line: "…", line_number: N, error_message: "…" }`` (Rust's Debug; the full
+        line), or ``Failed to initialize validator for db <db>: <error>`` (influxdb3_processing_engine
+        plugins.rs ``DryRunWriteHandler::validate_write_lines`` @v3.10.1)."""
         errors: list[str] = []
-        catalog = self.engine.catalog
         for db, lines in writes.items():
-            parsed, line_errors = parse_lines("\n".join(lines), precision="ns", default_time_ns=time.time_ns())
-            for err in line_errors:
-                errors.append(f"{err.error_message} on line {err.line_number}: {err.original_line}")
-            for line in parsed:
-                schema = catalog.table_schema(db, line.measurement) if catalog.db_exists(db) else None
-                if not schema:
-                    continue
-                for name, (ftype, _value) in line.fields.items():
-                    existing = schema.get("fields", {}).get(name)
-                    if existing is not None and existing != ftype:
-                        errors.append(f"invalid field value in line protocol for field '{name}' on line "
-                                      f"{line.line_number}: expected type {existing}, but got {ftype}")
+            try:
+                err = self.engine.check_lp(db, "\n".join(lines))
+            except ApiError as exc:
+                message = exc.text
+                try:
+                    message = json.loads(exc.body).get("error", message) if exc.body.startswith(b"{") else message
+                except (ValueError, AttributeError):
+                    pass
+                errors.append(f"Failed to initialize validator for db {db}: {message}")
+                continue
+            if err is not None:
+                errors.append(f"line protocol parse error on write to db {db}: WriteLineError {{ original_line: "
+                              f"{rust_debug_str(err.original_line)}, line_number: {err.line_number}, "
+                              f"error_message: {rust_debug_str(err.error_message)} }}")
         return errors
 
     # ------------------------------------------------------------------------------------------ system tables

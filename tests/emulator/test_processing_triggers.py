@@ -714,3 +714,26 @@ def test_processing_requests_piled_on_a_stuck_trigger_leave_the_api_serving(tmp_
         assert r.status_code == 200 and time.monotonic() - started < 5.0
     finally:
         server.stop()
+
+
+def test_processing_trigger_dry_run_reports_rejected_writes_as_the_server(srv: ServerProcess, db: str) -> None:
+    # influxdb3_processing_engine plugins.rs DryRunWriteHandler: per database, the first line a write with
+    # accept_partial=false rejects, as the WriteLineError's Debug (full line, Rust string escapes)
+    plugin_dir = srv.plugin_dir
+    assert plugin_dir is not None
+    assert srv.session.post(f"{srv.url}/api/v3/write_lp", params={"db": db}, data="typed v=1i 1").status_code == 204
+    (plugin_dir / "dry_bad.py").write_text(textwrap.dedent("""
+        def process_writes(influxdb3_local, table_batches, args=None):
+            influxdb3_local.write(LineBuilder("typed").string_field("v", 'say "hi"'))
+            influxdb3_local.write(LineBuilder("fine").int64_field("n", 1))
+        """))
+    r = srv.session.post(f"{srv.url}/api/v3/plugin_test/wal", timeout=10,
+                         json={"filename": "dry_bad.py", "database": db, "input_lp": "in v=1i"})
+    assert r.status_code == 200, r.text
+    # original_line is the server's rendering `typed v=say \"hi\"`, then Debug-escaped once more
+    assert r.json()["errors"] == [
+        f'line protocol parse error on write to db {db}: WriteLineError {{ original_line: "typed v=say \\\\\\"hi\\\\\\"", '
+        "line_number: 1, error_message: \"invalid column type for column 'v', expected "
+        'iox::column_type::field::integer, got iox::column_type::field::string" }']
+    r = srv.session.get(f"{srv.url}/api/v3/query_sql", params={"db": db, "q": "SELECT * FROM fine"}, timeout=10)
+    assert r.status_code == 400  # nothing was written, no table created
