@@ -41,6 +41,7 @@ BASE_STEP_VERSION = "1"
 #: Debian bookworm's python3; the python image asserts it.
 TARGET_PYTHON = "3.11"
 LABEL = "org.aichat-stack.recipe-sha256"
+ENGINE_LABEL = "org.aichat-stack.engine-source-sha256"
 #: what the plugin venv can install offline (INFLUXDB3_PLUGIN_PACKAGES default)
 PLUGIN_PACKAGES = ["requests"]
 
@@ -248,9 +249,12 @@ class Builder:
                             ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".complete"))
         return ctx
 
-    def build(self, image: str, tag: str, ctx: Path, args: dict[str, str], target: str | None = None) -> None:
+    def build(self, image: str, tag: str, ctx: Path, args: dict[str, str], target: str | None = None,
+              labels: dict[str, str] | None = None) -> None:
         t0 = time.monotonic()
         cmd = ["docker", "build", "--network", "none", "--tag", tag, "--label", f"org.aichat-stack.image={image}"]
+        for k, v in (labels or {}).items():
+            cmd += ["--label", f"{k}={v}"]
         if target:
             cmd += ["--target", target]
         for k, v in args.items():
@@ -282,7 +286,15 @@ class Builder:
         args = {"PYTHON_IMAGE": self.local["PROVISION_PYTHON_IMAGE"]}
         # The dependency stage gets a tag of its own, so `docker image prune` keeps it as the cache it is.
         self.build("influxdb3-embedded", self.local["INFLUXDB3_IMAGE"] + "-deps", ctx, args, target="deps")
-        self.build("influxdb3-embedded", self.local["INFLUXDB3_IMAGE"], ctx, args)
+        self.build("influxdb3-embedded", self.local["INFLUXDB3_IMAGE"], ctx, args,
+                   labels={ENGINE_LABEL: engine_source_sha256()})
+
+
+def engine_source_sha256(root: Path = ROOT) -> str:
+    """sha256 over emulator/'s Python files (path and content): the engine image carries it as a label, so a
+    test can tell an image built from an older emulator/."""
+    files = sorted((root / "emulator").rglob("*.py"))
+    return sha256_of(*(part for f in files for part in (str(f.relative_to(root)), f.read_bytes())))
 
 
 def _link_or_copy(src: str, dst: str) -> None:

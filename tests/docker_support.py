@@ -103,9 +103,20 @@ def pick_engine_image(client) -> EngineImage:
         return EngineImage(wanted, "INFLUXDB3_IMAGE" if os.environ.get("INFLUXDB3_IMAGE") else "the pinned real image")
     local = local_images()["INFLUXDB3_IMAGE"]
     if image_present(client, local):
-        return EngineImage(local, f"{wanted} is not on this engine; the embedded engine's local image")
+        why = f"{wanted} is not on this engine; the embedded engine's local image"
+        if not local_image_is_current(client, local):
+            why += ", built from an older emulator/ (make images-local rebuilds it)"
+        return EngineImage(local, why)
     missing_image(f"neither {wanted} nor the local image {local} is on this Docker engine")
     raise AssertionError("unreachable")
+
+
+def local_image_is_current(client, name: str) -> bool:
+    """True when the local engine image was built from this checkout's emulator/ (its source label)."""
+    from scripts.images_local import ENGINE_LABEL, engine_source_sha256
+
+    labels = client.images.get(name).labels or {}
+    return labels.get(ENGINE_LABEL) == engine_source_sha256(REPO_ROOT)
 
 
 def provision_python_image(client) -> str:
