@@ -150,4 +150,3 @@ test-compose: venv ## the Compose stack under Docker with the local images (test
 		$(MAKE) --no-print-directory compose-plugin images-local && \
 		AICHAT_REQUIRE_DOCKER_TESTS=1 $(PY) -m pytest -q -p no:cacheprovider -m compose tests/compose; \
 	else $(PY) -m pytest -q -p no:cacheprovider -m compose tests/compose; fi
-	AICHAT_REQUIRE_DOCKER_TESTS=1 $(PY) -m pytest -q -p no:cacheprovider -m compose tests/compose
