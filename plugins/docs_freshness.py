@@ -347,7 +347,7 @@ def _parse_sources(raw):
     "pages" (dict or None)}. Raises ConfigError."""
     try:
         data = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ConfigError(f"sources argument is not valid JSON ({exc}); re-run provisioning, which writes it "
                           "from freshness.toml") from None
     if not isinstance(data, list) or not data:
@@ -699,7 +699,7 @@ def _kapa_listing(cfg, log):
                 raise UpstreamError(f"Kapa answered HTTP {resp.status_code}")
             try:
                 return resp.json()
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the decoder's limit
                 raise _Retryable("malformed JSON") from None
 
         data = _with_retries(cfg, log, f"Kapa sources page {page}", deadline, send)
@@ -983,6 +983,8 @@ def _request_source(query_parameters, request_body):
         except json.JSONDecodeError as exc:
             raise ConfigError(f"request body is not valid JSON: {exc.msg} at line {exc.lineno} "
                               f"column {exc.colno}") from None
+        except RecursionError:  # the C decoder's answer to deep nesting, on 3.11 and 3.13
+            raise ConfigError("request body is not valid JSON: nested too deeply") from None
         if not isinstance(body, dict):
             raise ConfigError("request body must be a JSON object")
     value = body.get("source")

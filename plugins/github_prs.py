@@ -409,7 +409,7 @@ class _GitHub:
     def _upstream_message(resp):
         try:
             message = resp.json().get("message", "")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             message = resp.text
         return " ".join(str(message).split())[:200]
 
@@ -471,7 +471,7 @@ class _GitHub:
             raise UpstreamError(f"{what}: GitHub answered HTTP {status}: {self._upstream_message(resp)}")
         try:
             data = resp.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the decoder's limit
             raise _Retryable("malformed JSON in the answer") from None
         errors = data.get("errors") if isinstance(data, dict) else None
         errors = [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
@@ -969,6 +969,8 @@ def _request_overrides(query_parameters, request_body):
             body = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        except RecursionError:  # the C decoder's answer to deep nesting, on 3.11 and 3.13
+            raise ConfigError("request body is not valid JSON: nested too deeply") from None
         if not isinstance(body, dict):
             raise ConfigError("request body must be a JSON object")
     overrides = {}

@@ -206,7 +206,7 @@ def _upstream_message(resp):
     try:
         data = resp.json()
         message = data.get("detail") or data.get("message") or data if isinstance(data, dict) else data
-    except ValueError:
+    except (ValueError, RecursionError):
         message = resp.text
     return " ".join(str(message).split())[:200]
 
@@ -240,7 +240,7 @@ def _get_page(cfg, log, state, page):
                 raise UpstreamError(f"{what}: Kapa answered HTTP {status}: {_upstream_message(resp)}")
             try:
                 data = resp.json()
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the decoder's limit
                 raise _Retryable("malformed JSON in the answer") from None
             if not isinstance(data, dict) or not isinstance(data.get("results"), list):
                 raise _Retryable("answer without a results list")
@@ -489,6 +489,8 @@ def _request_overrides(query_parameters, request_body):
             body = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        except RecursionError:  # the C decoder's answer to deep nesting, on 3.11 and 3.13
+            raise ConfigError("request body is not valid JSON: nested too deeply") from None
         if not isinstance(body, dict):
             raise ConfigError("request body must be a JSON object")
     overrides = {}

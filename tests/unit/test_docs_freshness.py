@@ -143,6 +143,16 @@ def test_docs_freshness_kapa_api_fallback_when_table_is_empty(make_harness, fast
     assert not any(line.startswith("kapa_source") for line in r.writes)
 
 
+def test_docs_freshness_kapa_api_deeply_nested_answer_is_retried(make_harness, fast, kapa, kapa_key, now):
+    # JSON nested deeper than the decoder's limit raises RecursionError (not ValueError): a malformed answer
+    kapa.add_source("p1", "Documentation", ingested_at=now - timedelta(days=3, hours=1))
+    kapa.fail_next(status=200, body=b"[" * 100_000 + b"]" * 100_000)
+    h = make_harness(PLUGIN, {**fast, "project_id": "p1", "kapa_api_url": kapa.url, "kapa_token": kapa_key})
+    r = h.writes(_gh_lp(3, 42, now - timedelta(days=2)))
+    assert r.ok
+    assert _status(h)[0]["days_since_ingestion"] == 3 and kapa.count("sources") == 2
+
+
 def test_docs_freshness_table_ingestion_wins_over_api(seeded, kapa, kapa_key, now, fast):
     seeded.args = {**fast, "project_id": "p1", "kapa_api_url": kapa.url, "kapa_token": kapa_key}
     seeded.writes(_gh_lp(10, 5, now - timedelta(hours=1)))

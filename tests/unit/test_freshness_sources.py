@@ -297,6 +297,7 @@ def test_freshness_pr_without_file_rows_counts_whole_as_before(make_harness, fas
 
 @pytest.mark.parametrize("raw, problem", [
     ("not json", "sources argument is not valid JSON"),
+    ("[" * 100_000 + "]" * 100_000, "sources argument is not valid JSON"),
     ("[]", "must be a non-empty JSON array"),
     ('[{"kapa_source":"D","repos":["o/r"]}]', "source 'D': repos entry 'o/r' is not owner/name@base"),
     ('[{"kapa_source":"D","repos":["o/r@m"],"paths":["[x]"]}]', "source 'D': paths: '[x]' uses [...] ranges"),
@@ -370,6 +371,7 @@ def test_freshness_endpoint_unknown_source_is_404_listing_known_ones(endpoint):
 @pytest.mark.parametrize("body, message", [
     (b"{", "request body is not valid JSON"), (b"[1]", "request body must be a JSON object"),
     (b'{"source": 3}', "field 'source' must be a string, got int"),
+    (b"[" * 100_000 + b"]" * 100_000, "request body is not valid JSON: nested too deeply"),
 ])
 def test_freshness_endpoint_bad_body_is_400(endpoint, body, message):
     r = endpoint.request(body=body)

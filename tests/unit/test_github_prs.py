@@ -247,6 +247,8 @@ _FAULTS = {
     "read_timeout": {"delay": 0.6},
     "malformed_json": {"malformed": True},
     "truncated_body": {"truncated": True},  # requests raises ChunkedEncodingError: neither timeout nor connect
+    # JSON nested deeper than the decoder's recursion limit: RecursionError, not ValueError
+    "deeply_nested_json": {"status": 200, "body": b"[" * 100_000 + b"]" * 100_000},
 }
 
 
@@ -368,6 +370,7 @@ def test_github_prs_unknown_repository_is_a_502(github, make_harness, fast, gith
     ({"since": "2999-01-01T00:00:00Z"}, "invalid since '2999-01-01T00:00:00Z': it is in the future"),
     ({"repo": "no-slash"}, "invalid repo 'no-slash': use owner/name"),
     ({"base": "two words"}, "invalid base 'two words': a branch name without spaces"),
+    (b"[" * 100_000 + b"]" * 100_000, "request body is not valid JSON: nested too deeply"),
 ])
 def test_github_prs_bad_request_body_is_400(github, make_harness, fast, body, message):
     h = make_harness(PLUGIN, _args(github, fast))

@@ -86,7 +86,8 @@ def test_kapa_sources_page_cap_guards_an_endless_server(kapa, make_harness, fast
 
 
 @pytest.mark.parametrize("fault", [{"status": 503}, {"status": 429, "headers": {"retry-after": "0"}},
-                                   {"malformed": True}, {"delay": 0.6}, {"truncated": True}])
+                                   {"malformed": True}, {"delay": 0.6}, {"truncated": True},
+                                   {"status": 200, "body": b"[" * 100_000 + b"]" * 100_000}])  # RecursionError
 def test_kapa_sources_fault_retried_then_succeeds(kapa, make_harness, fast, kapa_key, fault):
     kapa.add_source(PROJECT, "Docs", ingested_at=datetime(2025, 1, 1, tzinfo=UTC))
     kapa.fail_next(**fault)
@@ -152,6 +153,7 @@ def test_kapa_sources_empty_key_file_is_a_missing_key(kapa, make_harness, fast, 
     (b"{", "request body is not valid JSON: Expecting property name enclosed in double quotes at line 1 column 2"),
     ({"project_id": 7}, "field 'project_id' must be a string, got int"),
     ("\"text\"", "request body must be a JSON object"),
+    (b"[" * 100_000 + b"]" * 100_000, "request body is not valid JSON: nested too deeply"),
 ])
 def test_kapa_sources_bad_body_is_400(kapa, make_harness, fast, kapa_key, body, message):
     h = make_harness(PLUGIN, _args(kapa, fast, kapa_key))
