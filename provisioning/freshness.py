@@ -224,6 +224,8 @@ def load_freshness(path: Path, env: Mapping[str, str], plugin_dir: Path) -> Fres
     except OSError as exc:
         raise FreshnessConfigError(path, None, f"cannot be read ({exc.strerror or type(exc).__name__})",
                                    "fix its permissions or set PROVISION_FRESHNESS_FILE") from None
+    except UnicodeDecodeError as exc:
+        raise FreshnessConfigError(path, None, f"is not UTF-8 text (byte {exc.start})", "save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise FreshnessConfigError(path, None, f"is not valid TOML ({exc})", "fix the syntax") from None
     unknown = sorted(set(data) - {"source"})

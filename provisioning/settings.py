@@ -46,6 +46,11 @@ def read_token_file(path: Path) -> str:
         raise ConfigError(f"token file {path} does not exist; run `make secrets` or set INFLUXDB3_AUTH_TOKEN_FILE") from exc
     except PermissionError as exc:
         raise ConfigError(f"token file {path} is not readable by this user; fix its owner or mode") from exc
+    except OSError as exc:  # a directory where the file should be
+        raise ConfigError(f"token file {path} cannot be read ({exc.strerror or type(exc).__name__})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"token file {path} is not UTF-8 text; put the admin token in it as the server wrote it, "
+                          "or run `make secrets` after moving it away") from None
     if text.startswith("{"):
         try:
             data = json.loads(text)

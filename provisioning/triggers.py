@@ -181,9 +181,17 @@ def load_triggers(path: Path, env: Mapping[str, str]) -> tuple[list[TriggerDecl]
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"triggers file {path} does not exist (PROVISION_TRIGGERS_FILE)") from exc
+    except OSError as exc:  # a directory, no permission
+        raise ConfigError(f"triggers file {path} cannot be read ({exc.strerror or type(exc).__name__}); "
+                          "fix its permissions or set PROVISION_TRIGGERS_FILE") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"triggers file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"triggers file {path} is not valid TOML: {exc}") from exc
     defaults = data.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"triggers file {path}: defaults is not a table; write [defaults] with keys such as "
+                          'error_behavior = "log"')
     table = data.get("triggers")
     if not isinstance(table, dict) or not table:
         raise ConfigError(f"triggers file {path} declares no [triggers.<name>] tables")

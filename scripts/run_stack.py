@@ -32,6 +32,7 @@ from pathlib import Path
 import requests
 
 from provisioning.cli import main as provision
+from provisioning.errors import ConfigError
 from provisioning.settings import load_environment, read_token_file
 from scripts.make_secrets import ADMIN_TOKEN_FILE, make_secrets
 from tests.fakes.sample import DEMO_BASE, DEMO_PROJECT, DEMO_REPO, DEMO_SOURCE
@@ -157,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     except StopRequested:  # before or after the children's lifetime (theirs is handled in _main)
         print("stopped", flush=True)
         return 0
+    except ConfigError as exc:  # e.g. an admin token file that does not parse: one line, nothing started
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
 
 
 def _main(argv: list[str] | None) -> int:

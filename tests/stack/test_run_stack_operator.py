@@ -75,6 +75,19 @@ def test_run_stack_taken_port_stops_with_one_line_and_provisions_nothing(tmp_pat
     assert not (tmp_path / "d").exists()
 
 
+def test_run_stack_unreadable_admin_token_file_is_one_line_and_starts_nothing(tmp_path):
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "influxdb3_admin_token.json").write_text('{"token": ')  # cut off mid-write
+    port = free_port()
+    proc = _run_stack(tmp_path, port, "--data-dir", str(tmp_path / "d"))
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out
+    assert "Traceback" not in out, out
+    assert out.strip().splitlines()[-1] == (f"error: token file {tmp_path / 'secrets' / 'influxdb3_admin_token.json'} "
+                                            "looks like JSON but does not parse (line 1)")
+    assert not (tmp_path / "server.log").exists()  # no server was started
+
+
 def _until_ready(proc: subprocess.Popen, output: list[str]) -> None:
     end = time.monotonic() + 90
     while not any(line.startswith("aichat-stack is ready") for line in list(output)):

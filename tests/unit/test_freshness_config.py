@@ -135,6 +135,14 @@ def test_freshness_bad_file_one_line_naming_file_source_and_fix(tmp_path: Path, 
     assert "\n" not in error
 
 
+def test_freshness_file_not_utf8_is_one_line_not_a_traceback(tmp_path: Path):
+    f = tmp_path / "freshness.toml"
+    f.write_bytes(b"\xff\xfe[[source]]\n")
+    with pytest.raises(FreshnessConfigError) as info:
+        load_freshness(f, {}, DEFAULT_PLUGIN_DIR)
+    assert str(info.value) == f"{f}: is not UTF-8 text (byte 0); save it as UTF-8"
+
+
 def test_freshness_bad_file_makes_provisioning_exit_1_with_one_error_line_before_any_request(tmp_path: Path):
     f = tmp_path / "freshness.toml"
     f.write_text(ONE + ONE)

@@ -196,6 +196,19 @@ def test_triggers_file_not_toml_is_a_config_error(tmp_path: Path):
         load_triggers(f, {})
 
 
+@pytest.mark.parametrize("content, message", [
+    (b"\xff[triggers.x]\n", "is not UTF-8 text (byte 0); save it as UTF-8"),
+    (None, "cannot be read (Is a directory); fix its permissions or set PROVISION_TRIGGERS_FILE"),
+    (b'defaults = 3\n[triggers.x]\nplugin = "github_prs.py"\nspec = "every:1h"\n', "defaults is not a table"),
+])
+def test_triggers_file_unreadable_is_a_config_error_not_a_traceback(tmp_path: Path, content, message):
+    f = tmp_path / "t.toml"
+    f.mkdir() if content is None else f.write_bytes(content)
+    with pytest.raises(ConfigError) as info:
+        load_triggers(f, {})
+    assert message in str(info.value)
+
+
 # -- live state and plan -----------------------------------------------------------------------------------
 def _live(name="a", spec=None, args=None, plugin="p.py", disabled=False) -> LiveTrigger:
     return LiveTrigger(name, plugin, spec if spec is not None else {"every": {"duration": {"secs": 3600, "nanos": 0}}},
@@ -255,6 +268,18 @@ def test_settings_read_json_and_plain_token_files(tmp_path: Path):
     s = Settings.from_env({"INFLUXDB3_AUTH_TOKEN_FILE": str(j), "INFLUXDB3_HOST_URL": "http://127.0.0.1:9/"})
     assert s.token == TOKEN and s.host_url == "http://127.0.0.1:9" and s.database == "aichat"
     assert TOKEN not in repr(s)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"\xff\xfe{", "is not UTF-8 text"),
+    (None, "cannot be read (Is a directory)"),
+])
+def test_settings_unreadable_token_file_is_a_config_error(tmp_path: Path, content, message):
+    f = tmp_path / "admin.json"
+    f.mkdir() if content is None else f.write_bytes(content)
+    with pytest.raises(ConfigError) as info:
+        read_token_file(f)
+    assert str(info.value).startswith(f"token file {f} ") and message in str(info.value)
 
 
 @pytest.mark.parametrize(
