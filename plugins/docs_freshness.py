@@ -56,12 +56,15 @@
 # Path globs follow GitHub CODEOWNERS (gitignore-style `**`); see compile_glob. Provisioning loads
 # compile_glob from this file to validate freshness.toml, so the rules exist once.
 
+import errno
 import json
 import os
 import re
+import socket
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import requests
 
@@ -104,6 +107,40 @@ class ConfigError(ValueError):
 
 class UpstreamError(RuntimeError):
     """An outbound request (Kapa fallback or webhook) failed within its retry policy."""
+
+
+def _unreachable_reason(exc):
+    """"name not resolved" or "network unreachable" when a requests ConnectionError says this machine cannot
+    reach the host at all (offline, or a mistyped host), else None (refused, reset: those are retried).
+
+    Looks through the chain requests -> urllib3 (MaxRetryError.reason, NameResolutionError) -> socket.gaierror.
+    """
+    todo, seen = [exc], set()
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, socket.gaierror) or type(e).__name__ == "NameResolutionError":
+            return "name not resolved"
+        if isinstance(e, OSError) and e.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return "network unreachable"
+        todo += [e.__cause__, e.__context__, getattr(e, "reason", None)]
+        todo += [a for a in getattr(e, "args", ()) if isinstance(a, BaseException)]
+    return None
+
+
+def _host(url):
+    """host[:port] of `url` for messages: never the user info, path or query (they may hold secrets)."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{host}:{port}" if port else host
 
 
 class _Retryable(Exception):
@@ -483,8 +520,12 @@ def _query(influxdb3_local, log, sql, params):
         return []
 
 
-def _with_retries(cfg, log, what, deadline, send):
-    """Call send() until it returns, retrying _Retryable/timeouts/connection errors with backoff."""
+def _with_retries(cfg, log, what, deadline, send, host):
+    """Call send() until it returns, retrying _Retryable/timeouts/connection errors with backoff.
+
+    `host` (host[:port], no path: the webhook URL is a secret) names the peer in connection failures. A name
+    that does not resolve or an unreachable network raises UpstreamError at once (a retry cannot help);
+    refused or reset connections are retried. Raises UpstreamError when the retries or the budget run out."""
     attempt = 0
     while True:
         remaining = deadline - time.monotonic()
@@ -494,8 +535,12 @@ def _with_retries(cfg, log, what, deadline, send):
             return send(min(cfg["timeout"], remaining))
         except requests.exceptions.Timeout as exc:
             failure = _Retryable(f"timed out ({type(exc).__name__})")
-        except requests.exceptions.ConnectionError:
-            failure = _Retryable("connection failed")
+        except requests.exceptions.ConnectionError as exc:
+            offline = _unreachable_reason(exc)
+            if offline:  # a retry cannot help: fail at once, naming the host (as github_prs does)
+                raise UpstreamError(f"{what}: cannot reach {host} ({offline}); check this machine's "
+                                    "network and the configured URL") from None
+            failure = _Retryable(f"connection to {host} failed")
         except requests.exceptions.RequestException as exc:  # e.g. a body cut short; text may hold the URL
             failure = _Retryable(f"request failed ({type(exc).__name__})")
         except _Retryable as exc:
@@ -702,7 +747,7 @@ def _kapa_listing(cfg, log):
             except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the decoder's limit
                 raise _Retryable("malformed JSON") from None
 
-        data = _with_retries(cfg, log, f"Kapa sources page {page}", deadline, send)
+        data = _with_retries(cfg, log, f"Kapa sources page {page}", deadline, send, _host(url))
         results = data.get("results") if isinstance(data, dict) else None
         if not results:
             break
@@ -732,7 +777,7 @@ def _notify(cfg, log, text):
         return True
 
     try:
-        _with_retries(cfg, log, "webhook", time.monotonic() + cfg["budget"], send)
+        _with_retries(cfg, log, "webhook", time.monotonic() + cfg["budget"], send, _host(cfg["notify_url"]))
     except UpstreamError as exc:
         log.error(f"alert notification failed (the alert row is kept): {exc}")
         return False

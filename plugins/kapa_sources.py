@@ -34,12 +34,15 @@
 # `kapa_source` rows per source: event_type=ingested_at (occurred=1) and event_type=next_run_at (scheduled=1),
 # each at that event's time. Sources never ingested are reported in the response and not written.
 
+import errno
 import json
 import os
 import re
+import socket
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import requests
 
@@ -72,6 +75,40 @@ class ConfigError(ValueError):
 
 class UpstreamError(RuntimeError):
     """Kapa could not be read within the retry policy and time budget (answered 502)."""
+
+
+def _unreachable_reason(exc):
+    """"name not resolved" or "network unreachable" when a requests ConnectionError says this machine cannot
+    reach the host at all (offline, or a mistyped host), else None (refused, reset: those are retried).
+
+    Looks through the chain requests -> urllib3 (MaxRetryError.reason, NameResolutionError) -> socket.gaierror.
+    """
+    todo, seen = [exc], set()
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, socket.gaierror) or type(e).__name__ == "NameResolutionError":
+            return "name not resolved"
+        if isinstance(e, OSError) and e.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return "network unreachable"
+        todo += [e.__cause__, e.__context__, getattr(e, "reason", None)]
+        todo += [a for a in getattr(e, "args", ()) if isinstance(a, BaseException)]
+    return None
+
+
+def _host(url):
+    """host[:port] of `url` for messages: never the user info, path or query (they may hold secrets)."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{host}:{port}" if port else host
 
 
 class _Retryable(Exception):
@@ -247,8 +284,13 @@ def _get_page(cfg, log, state, page):
             return data
         except requests.exceptions.Timeout as exc:
             failure = _Retryable(f"timed out after {timeout:g}s ({type(exc).__name__})")
-        except requests.exceptions.ConnectionError:
-            failure = _Retryable("connection failed")
+        except requests.exceptions.ConnectionError as exc:
+            host = _host(url)
+            offline = _unreachable_reason(exc)
+            if offline:  # a retry cannot help: answer at once, naming the host (as github_prs does)
+                raise UpstreamError(f"{what}: cannot reach {host} ({offline}); check this machine's network "
+                                    "and kapa_api_url") from None
+            failure = _Retryable(f"connection to {host} failed")
         except requests.exceptions.RequestException as exc:  # e.g. a body cut short; text may hold the URL
             failure = _Retryable(f"request failed ({type(exc).__name__})")
         except _Retryable as exc:

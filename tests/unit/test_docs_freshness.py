@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -280,3 +282,32 @@ def test_docs_freshness_call_time_is_the_evaluation_time(seeded):
     at = datetime(2031, 1, 1, 8, 0, tzinfo=UTC)
     seeded.scheduled(at)
     assert seeded.query("SELECT time FROM integration_status") == [{"time": _ns(at)}]
+
+
+def test_docs_freshness_unresolvable_kapa_host_fails_the_fallback_at_once(make_harness, fast, kapa_key, now):
+    """The Kapa listing fallback offline: one warning naming the host, no retries, the evaluation goes on."""
+    h = make_harness(PLUGIN, {**fast, "project_id": "p1", "kapa_api_url": "http://kapa.invalid:8443",
+                              "kapa_token": kapa_key, "max_retries": "4", "backoff_seconds": "1",
+                              "budget_seconds": "30"})
+    started = time.monotonic()
+    r = h.writes(_gh_lp(3, 42, now - timedelta(days=2)))
+    assert time.monotonic() - started < 5  # with retries: 1 + 2 + 4 + 8 s of backoff alone
+    assert r.ok, r.error
+    warnings = [text for level, text in r.logs if level == "WARN"]
+    assert any("Kapa API fallback failed: Kapa sources page 1: cannot reach kapa.invalid:8443 (name not resolved)"
+               in text for text in warnings), r.logs
+    assert not any("retry" in text for _level, text in r.logs), r.logs
+
+
+def test_docs_freshness_webhook_refused_names_only_the_host(seeded, now, fast, tmp_path, exposed):
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url_file = tmp_path / "notify_url"
+    url_file.write_text(f"http://127.0.0.1:{port}/services/T000/B000/secretpath123")
+    seeded.args = {**fast, "notify_url_file": str(url_file)}
+    r = seeded.writes(_gh_lp(10, 150, now - timedelta(hours=1)))
+    assert len(_alerts(seeded)) == 1  # the alert row is kept
+    assert any(level == "ERROR" and f"webhook: connection to 127.0.0.1:{port} failed; gave up after 4 attempts"
+               in text for level, text in r.logs), r.logs
+    assert "secretpath123" not in exposed(r, seeded)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
+import socket
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 PLUGIN = "kapa_sources.py"
 PROJECT = "proj-1"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _ns(moment: datetime) -> int:
@@ -201,3 +206,41 @@ def test_kapa_sources_scheduled_without_project_logs_an_error(make_harness):
     r = make_harness(PLUGIN, None).scheduled()
     assert r.ok and r.writes == []
     assert [level for level, text in r.logs if "bad configuration: missing setting project_id" in text] == ["ERROR"]
+
+
+def test_kapa_sources_unresolvable_host_is_a_fast_502_naming_the_host(make_harness, fast, kapa_key):
+    """Offline (or a mistyped host) the name does not resolve: no retries, one 502 that names the host."""
+    args = {**fast, "project_id": PROJECT, "kapa_token": kapa_key, "kapa_api_url": "http://kapa.invalid:8443",
+            "max_retries": "4", "backoff_seconds": "1", "budget_seconds": "30"}
+    h = make_harness(PLUGIN, args)
+    started = time.monotonic()
+    r = h.request()
+    assert time.monotonic() - started < 5  # with retries: 1 + 2 + 4 + 8 s of backoff alone
+    assert (r.status, r.writes) == (502, [])
+    assert r.json()["message"] == ("Kapa collection failed: Kapa sources page 1: cannot reach kapa.invalid:8443 "
+                                   "(name not resolved); check this machine's network and kapa_api_url")
+    assert not any("retry" in text for _level, text in h.logs), h.logs
+
+
+def test_kapa_sources_refused_connection_is_retried_and_names_the_host(make_harness, fast, kapa_key):
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    h = make_harness(PLUGIN, {**fast, "project_id": PROJECT, "kapa_token": kapa_key,
+                              "kapa_api_url": f"http://127.0.0.1:{port}"})
+    started = time.monotonic()
+    r = h.request()
+    assert time.monotonic() - started < 5
+    assert (r.status, r.json()["message"]) == (
+        502, f"Kapa collection failed: Kapa sources page 1: connection to 127.0.0.1:{port} failed; gave up after "
+             "4 attempts")
+    assert sum("retry" in text for _level, text in h.logs) == 3, h.logs
+
+
+def test_unreachable_reason_is_the_same_in_every_plugin():
+    """Each plugin is one self-contained file, so the offline check is copied: the copies must not drift."""
+    pattern = re.compile(r"\ndef _unreachable_reason\(exc\):\n.*?\n    return None\n", re.S)
+    copies = {name: pattern.search((ROOT / "plugins" / name).read_text(encoding="utf-8"))
+              for name in ("github_prs.py", "kapa_sources.py", "docs_freshness.py")}
+    assert all(copies.values()), copies
+    assert len({found.group(0) for found in copies.values()}) == 1, "the copies of _unreachable_reason differ"
