@@ -78,6 +78,26 @@ log = logging.getLogger(__name__)
 
 FlushListener = Callable[[str, list[dict[str, Any]]], None]
 EMPTY_WRITE = "incoming write was empty"
+
+
+def decode_write_body(body: bytes) -> str:
+    """A write body as text; bytes that are not UTF-8 are a 400, never replaced.
+
+    Copies influxdb3_server ``http.rs`` ``write_lp_inner``: ``std::str::from_utf8(&body)`` fails with
+    ``Error::NonUtf8Body``, a text 400 ``body content is not valid utf8: <Utf8Error>`` (``/api/v2/write``
+    wraps it as ``{"code": "invalid", …}``). Rust's ``Utf8Error`` Display: ``invalid utf-8 sequence of
+    {n} bytes from index {i}``, or ``incomplete utf-8 byte sequence from index {i}`` when the body ends
+    inside a character. Both decoders take the maximal invalid subpart, so ``n`` is Python's end - start.
+    Raises ApiError (400, text).
+    """
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.reason == "unexpected end of data":
+            detail = f"incomplete utf-8 byte sequence from index {exc.start}"
+        else:
+            detail = f"invalid utf-8 sequence of {exc.end - exc.start} bytes from index {exc.start}"
+        raise text_error(400, f"body content is not valid utf8: {detail}") from None
 FIELD_TYPES = ("int64", "uint64", "float64", "utf8", "bool")
 _first = operator.itemgetter(0)
 _second = operator.itemgetter(1)
@@ -532,10 +552,10 @@ class Engine:
         if not body:
             raise text_error(400, EMPTY_WRITE)
         validate_db_name(db)
+        text = decode_write_body(body) if isinstance(body, bytes) else body
         if self.catalog.get_db(db) is None and self.catalog.deleted_db(db) is not None:
             # influxdb3_write validator.rs WriteValidator::initialize (write_buffer Error::DatabaseDeleted)
             raise json_error(400, f"cannot write to soft-deleted database '{db}' - it is marked for deletion")
-        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
         now = time.time_ns() if default_time_ns is None else default_time_ns
         with lineprotocol.paused_gc():  # parsed lines hold no cycles (see paused_gc)
             result = lineprotocol.parse_columnar(text, precision=precision, default_time_ns=now)

@@ -237,3 +237,18 @@ def test_write_duplicate_field_is_rejected_naming_it(server: Server, db: str) ->
     assert r.status_code == 400
     assert r.json()["data"]["error_message"] == "invalid line protocol - multiple instances of 'usage' field found"
     _assert_no_rows(server, db, "cpu")
+
+
+def test_write_body_not_utf8_is_400_and_writes_nothing(server: Server, db: str) -> None:
+    # influxdb3_server http.rs write_lp_inner: std::str::from_utf8 -> Error::NonUtf8Body (text 400; v2 wraps it)
+    url = server.url
+    r = server.session.post(f"{url}/api/v3/write_lp?db={db}", data=b"cpu,host=\xff usage=1 1")
+    assert (r.status_code, r.text) == (400, "body content is not valid utf8: invalid utf-8 sequence of 1 bytes "
+                                            "from index 9")
+    r = server.session.post(f"{url}/write?db={db}", data=b"cpu,host=a usage=1 1\ncpu,host=\xe2\x82")
+    assert (r.status_code, r.text) == (400, "body content is not valid utf8: incomplete utf-8 byte sequence from "
+                                            "index 30")
+    r = server.session.post(f"{url}/api/v2/write?bucket={db}", data=b"cpu,host=\xe2\x82x usage=1 1")
+    assert (r.status_code, r.json()) == (400, {"code": "invalid", "message": "body content is not valid utf8: "
+                                               "invalid utf-8 sequence of 2 bytes from index 9"})
+    _assert_no_rows(server, db, "cpu")
