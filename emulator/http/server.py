@@ -440,6 +440,10 @@ def run(cfg: ServeConfig) -> int:
     return _exit_past_stuck_threads(0)
 
 
+#: seconds ``_exit_past_stuck_threads`` waits for non-daemon threads to end before calling them stuck
+STUCK_THREAD_GRACE_S = 1.0
+
+
 def _exit_past_stuck_threads(code: int) -> int:
     """Return ``code``, or end the process at once when plugin threads are still running.
 
@@ -447,10 +451,20 @@ def _exit_past_stuck_threads(code: int) -> int:
     forever holds a non-daemon thread that interpreter shutdown would wait on for ever; the real server's
     process exit simply ends it, so this one does too.
     """
-    stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive() and not t.daemon]
+    # Idle pool workers (HTTP, Flight, plugin pools) were told to stop and end within moments: wait for them
+    # briefly, so only threads that are really busy count (and a clean stop logs no false warning).
+    deadline = time.monotonic() + STUCK_THREAD_GRACE_S
+    stuck = []
+    for t in threading.enumerate():
+        if t is threading.main_thread() or t.daemon:
+            continue
+        t.join(max(0.0, deadline - time.monotonic()))
+        if t.is_alive():
+            stuck.append(t)
     if not stuck:
         return code
-    log.warning("%d plugin thread(s) still running at shutdown; exiting without waiting for them", len(stuck))
+    log.warning("%d plugin thread(s) still running at shutdown (%s); exiting without waiting for them", len(stuck),
+                ", ".join(t.name for t in stuck))
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

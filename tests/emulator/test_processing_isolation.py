@@ -95,6 +95,52 @@ def test_processing_stuck_request_trigger_delays_only_itself_and_dropped_clients
         assert (r.status_code, r.text) == (200, "released")
 
 
+def test_processing_clean_stop_after_requests_logs_no_stuck_thread_warning(tmp_path: Path) -> None:
+    """Idle HTTP and plugin pool workers end at shutdown: they are not reported as plugin calls still running."""
+    plugin_dir = tmp_path / "plugins"
+    write_plugins(plugin_dir)
+    server = start_server(tmp_path / "s", plugin_dir=plugin_dir)
+    try:
+        server.session.post(f"{server.url}/api/v3/configure/database", json={"db": "iso"}, timeout=10)
+        assert create(server, body_for("iso", "echo", "request:echo")).status_code == 200
+        assert server.session.post(f"{server.url}/api/v3/engine/echo", timeout=10).status_code == 200
+        assert server.session.post(f"{server.url}/api/v3/write_lp?db=iso", data="m v=1", timeout=10).ok
+        assert server.session.get(f"{server.url}/api/v3/query_sql", params={"db": "iso", "q": "SELECT 1"},
+                                  timeout=10).status_code == 200
+    finally:
+        code = server.stop()
+    log = server.log_path.read_text()
+    assert code == 0 and "stopped" in log, log
+    assert "still running at shutdown" not in log, log
+
+
+@pytest.mark.parametrize("runs_for_s, stuck", [(0.3, False), (30.0, True)])
+def test_processing_exit_waits_briefly_for_ending_threads_and_names_stuck_ones(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, runs_for_s: float, stuck: bool) -> None:
+    # a pool worker told to stop ends within moments (not stuck); a plugin call that keeps running is
+    from emulator.http import server as http_server
+
+    exits: list[int] = []
+    monkeypatch.setattr(http_server.os, "_exit", exits.append)
+    monkeypatch.setattr(http_server, "STUCK_THREAD_GRACE_S", 1.0, raising=False)
+    done = threading.Event()
+    worker = threading.Thread(target=done.wait, args=(runs_for_s,), name="plugin-demo_0")
+    worker.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="emulator.server"):
+            code = http_server._exit_past_stuck_threads(0)
+    finally:
+        done.set()
+        worker.join()
+    warnings = [r.getMessage() for r in caplog.records if "still running at shutdown" in r.getMessage()]
+    if stuck:
+        assert exits == [0]
+        assert warnings == ["1 plugin thread(s) still running at shutdown (plugin-demo_0); exiting without "
+                            "waiting for them"]
+    else:
+        assert (code, exits, warnings) == (0, [], [])
+
+
 # ------------------------------------------------------------------------------------------ in process
 @pytest.fixture
 def pe(tmp_path: Path) -> Iterator[ProcessingEngine]:
