@@ -44,26 +44,16 @@ class Request:
         mime = ctype.split(";", 1)[0].strip().lower()
         if not (mime == "application/json" or (mime.startswith("application/") and mime.endswith("+json"))):
             raise text_error(415, "unacceptable content-type, expected: application/json")
-        try:
-            return jsonbody.loads(self.body or b"")
-        except ValueError as exc:
-            raise text_error(400, f"serde json error: {serde_json_message(exc)}") from None
+        return parse_json(self.body or b"")
 
 
-def serde_json_message(exc: ValueError) -> str:
-    """Python's JSON error rendered in serde_json's words where they map one to one (a
-    :class:`emulator.jsonbody.SerdeJsonError` is serde_json's text already)."""
-    msg = str(exc)
-    if isinstance(exc, jsonbody.SerdeJsonError):
-        return msg
-    if isinstance(exc, json.JSONDecodeError):
-        if exc.msg.startswith("Unterminated string"):
-            lines = exc.doc.split("\n")
-            return f"EOF while parsing a string at line {len(lines)} column {len(lines[-1])}"
-        if exc.pos >= len(exc.doc.rstrip()):
-            return f"EOF while parsing {_eof_context(exc.doc)} at line {exc.lineno} column {max(exc.colno - 1, 0)}"
-        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
-    return msg
+def parse_json(data: bytes | str) -> Any:
+    """``data`` parsed as serde_json parses a body (:func:`emulator.jsonbody.loads`); on failure the server's
+    400 ``serde json error: <text> at line L column C``."""
+    try:
+        return jsonbody.loads(data)
+    except ValueError as exc:
+        raise text_error(400, f"serde json error: {exc}") from None
 
 
 @dataclass
@@ -95,27 +85,3 @@ Handler = Callable[[Request], Response]
 #: Exact-match route table: (METHOD, path) -> handler
 Routes = dict[tuple[str, str], Handler]
 
-
-def _eof_context(doc: str) -> str:
-    """What serde_json was parsing when the input ended: a string, an object, a list or a value."""
-    stack: list[str] = []
-    in_string = escaped = False
-    for ch in doc:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "{[":
-            stack.append(ch)
-        elif ch in "}]" and stack:
-            stack.pop()
-    if in_string:
-        return "a string"
-    if not stack:
-        return "a value"
-    return "an object" if stack[-1] == "{" else "a list"

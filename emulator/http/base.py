@@ -4,6 +4,6 @@ They live in the core so the processing engine (request triggers) needs no trans
 import them from here or from :mod:`emulator.api`.
 """
 
-from emulator.api import Handler, Request, Response, Routes, serde_json_message
+from emulator.api import Handler, Request, Response, Routes, parse_json
 
-__all__ = ["Handler", "Request", "Response", "Routes", "serde_json_message"]
+__all__ = ["Handler", "Request", "Response", "Routes", "parse_json"]

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emulator import PRODUCT_NAME as PRODUCT
-from emulator import REVISION, VERSION, jsonbody
+from emulator import REVISION, VERSION
 from emulator.errors import JSON, ApiError, DatabaseNotFound, QueryError, json_error, text_error
-from emulator.http.base import Request, Response, Routes, serde_json_message
+from emulator.http.base import Request, Response, Routes, parse_json
 from emulator.lineprotocol import PRECISIONS, PRECISIONS_V1
 
 PRECISION_VARIANTS = ("auto", "second", "millisecond", "microsecond", "nanosecond")
@@ -110,10 +110,7 @@ def serde_body(
     if check_content_type:
         obj = req.json()
     else:
-        try:
-            obj = jsonbody.loads(req.body or b"")
-        except ValueError as exc:
-            raise text_error(400, f"serde json error: {serde_json_message(exc)}") from None
+        obj = parse_json(req.body or b"")
     line, col = _json_end_position(req.body)
     if not isinstance(obj, dict):
         raise text_error(
@@ -335,10 +332,7 @@ class CoreRoutes:
                 raise text_error(400, "missing query parameters 'db' and 'q'")
             p = serde_query(req, {"db": str, "q": str, "format": fmt, "params": str}, ("q",))
             if "params" in p:
-                try:
-                    p["params"] = jsonbody.loads(p["params"])
-                except ValueError as exc:
-                    raise text_error(400, f"serde json error: {serde_json_message(exc)}") from None
+                p["params"] = parse_json(p["params"])
         else:
             p = serde_body(req, {"db": str, "q": str, "format": str, "params": dict}, ("q",), check_content_type=False)
             if p.get("format") is not None:
