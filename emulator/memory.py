@@ -1,16 +1,15 @@
 """Process-wide allocator settings for ``python -m emulator serve`` (issue 9 item 10: memory).
 
-The buffers hold Arrow data, built and merged in large transient copies (each flush's rows, the first query's
-merge of them); the write path makes many short-lived Python objects on up to 64 request threads. With the
-defaults both allocators keep what they freed: pyarrow's mimalloc pool holds the merge copies, and glibc
-gives each thread its own 64 MiB arena and raises its mmap threshold after the first large free, so freed
-request buffers stay in the heap. Measured with ``bench/ingest.py``, that kept about 200 MiB per million rows
-resident after the data itself had been freed.
+The write path makes many short-lived Python objects on up to 64 request threads, with list buffers larger
+than pymalloc's blocks. With glibc's defaults each thread gets its own malloc arena, and the mmap threshold
+grows after the first large free, so freed request buffers stay in those heaps: with 64 threads that kept
+tens of MiB resident per million rows after the rows themselves were freed.
 
-:func:`configure_process_memory` therefore picks pyarrow's jemalloc pool, which hands freed pages back after a
-short decay (``pyarrow.jemalloc_set_decay_ms``), and on glibc caps the malloc arenas and fixes the mmap
-threshold (``mallopt(3)``: ``M_ARENA_MAX``, ``M_MMAP_THRESHOLD``). Settings the operator gave in the
-environment (``ARROW_DEFAULT_MEMORY_POOL``, ``MALLOC_ARENA_MAX``, ``MALLOC_MMAP_THRESHOLD_``) win.
+:func:`configure_process_memory` caps the malloc arenas and fixes the mmap threshold (``mallopt(3)``:
+``M_ARENA_MAX``, ``M_MMAP_THRESHOLD``); settings the operator gave in the environment (``MALLOC_ARENA_MAX``,
+``MALLOC_MMAP_THRESHOLD_``) win. pyarrow's own pool (mimalloc) is kept: its jemalloc pool handed freed pages
+back sooner (about 40-80 MiB less per million rows) but made each GROUP BY over Parquet snapshots fault its
+pages in again (bench/ingest.py: p50 115-120 ms against 70-80), and the query times had to stay.
 """
 
 from __future__ import annotations
@@ -23,8 +22,6 @@ import sys
 
 log = logging.getLogger(__name__)
 
-#: jemalloc returns freed pages after this long (pyarrow's jemalloc_set_decay_ms)
-JEMALLOC_DECAY_MS = 1000
 #: glibc malloc arenas for the whole process (the default is 8 per core)
 MALLOC_ARENAS = 2
 #: allocations from this size up are mmap'd and returned to the system when freed (glibc's default starts
@@ -36,17 +33,8 @@ _M_MMAP_THRESHOLD = -3
 
 def configure_process_memory() -> list[str]:
     """Apply the settings above, once, before threads start. Returns what was applied (for the log);
-    anything unavailable (no jemalloc in this pyarrow build, not glibc) is skipped."""
+    nothing when the C library is not glibc."""
     applied: list[str] = []
-    if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
-        import pyarrow as pa
-
-        try:
-            pa.set_memory_pool(pa.jemalloc_memory_pool())
-            pa.jemalloc_set_decay_ms(JEMALLOC_DECAY_MS)
-            applied.append(f"arrow pool jemalloc (decay {JEMALLOC_DECAY_MS} ms)")
-        except (NotImplementedError, AttributeError, OSError) as exc:
-            log.debug("jemalloc pool unavailable: %s", exc)
     if sys.platform.startswith("linux"):
         name = ctypes.util.find_library("c")
         try:
