@@ -48,9 +48,10 @@
 # threshold. A source (provisioning/freshness.toml, passed here as the `sources` argument) names a Kapa source,
 # the repositories `owner/name@base` feeding it, and the content paths (globs) that count; without `sources`,
 # one source comes from the single-source settings, counting every path. For every source and repository an
-# evaluation writes one `integration_status` row, one `stale_page` row per changed page, and a
-# `documentation_alert` row only when the state is new or worse than the alerts already written since that
-# ingestion, so repeated evaluations do not repeat alerts. Runs after writes to `gh` (it never writes `gh`
+# evaluation writes one `integration_status` row, one `stale_page` row per changed page (at the ingestion time,
+# so re-evaluations replace them instead of adding rows), and a `documentation_alert` row only when the state
+# is new or worse than the alerts already written since that ingestion, so repeated evaluations do not repeat
+# alerts. Runs after writes to `gh` (it never writes `gh`
 # itself, so it cannot loop), daily, and answers `request:freshness` from the tables alone.
 #
 # Path globs follow GitHub CODEOWNERS (gitignore-style `**`); see compile_glob. Provisioning loads
@@ -877,11 +878,23 @@ def _write_status(influxdb3_local, log, source, repo, now_ns, fields, status):
     return _write_checked(influxdb3_local, log, line, f"source {source['name']!r}, repo {repo}")
 
 
-def _write_pages(influxdb3_local, log, source, repo, now_ns, changes):
+def _write_pages(influxdb3_local, log, source, repo, ingestion_ns, now_ns, changes):
+    """Queue one stale_page row per changed page (the _MAX_PAGE_ROWS most changed).
+
+    time = the ingestion the changes are counted from, not the evaluation time: every evaluation within one
+    ingestion window rewrites the same series and time, and a write with the same series key and time replaces
+    the row, so the table grows per ingestion and changed page, never per evaluation (issue 11 follow-up).
+    Within a window the set of changed pages only grows and a page's counts only rise, so the rows of the
+    latest evaluation are exact; `evaluated_at` (RFC 3339 with nanoseconds, equal to the time of this
+    evaluation's integration_status row) tells them apart from pages an earlier evaluation of the window wrote
+    that this one no longer lists (a changed `paths`, the 1,000 cut): readers such as the Grafana "Stale
+    pages" panel join it with the latest integration_status time per repository. Older windows stay as
+    history at their own ingestion time."""
     ranked = _ranked_pages(changes["pages"])
     if len(ranked) > _MAX_PAGE_ROWS:
         log.info(f"{source['name']} vs {repo}: {len(ranked)} changed pages; stale_page keeps the "
                  f"{_MAX_PAGE_ROWS} most changed")
+    evaluated_at = _ns_to_iso(now_ns)
     for page, info in ranked[:_MAX_PAGE_ROWS]:
         line = _CheckedLine("stale_page")
         line.tag("source_name", source["name"])
@@ -891,7 +904,8 @@ def _write_pages(influxdb3_local, log, source, repo, now_ns, changes):
         line.int64_field("pr_count", len(info["prs"]))
         line.string_field("pr_numbers", " ".join(sorted(info["prs"], key=_pr_sort_key)))
         line.string_field("last_merged_at", _ns_to_iso(info["last_ns"])[:19] + "Z")
-        line.time_ns(now_ns)
+        line.string_field("evaluated_at", evaluated_at)
+        line.time_ns(ingestion_ns)
         _write_checked(influxdb3_local, log, line, f"source {source['name']!r}, repo {repo}, page {page!r}")
 
 
@@ -914,7 +928,7 @@ def _evaluate_repo(influxdb3_local, cfg, log, source, repo, base, ingestion_ns, 
              f"{len(changes['files'])} files, {len(changes['pages'])} pages since ingestion at {since_iso}")
     if not needs_update:
         return result
-    _write_pages(influxdb3_local, log, source, repo, now_ns, changes)
+    _write_pages(influxdb3_local, log, source, repo, ingestion_ns, now_ns, changes)
     severity = "warning" if total_lines >= source["threshold"] else "info"
     if _SEVERITY_RANK[severity] <= _alert_rank_since(influxdb3_local, log, repo, source["name"], since_iso):
         log.info(f"{severity} alert for {source['name']} vs {repo} already raised since this ingestion; "

@@ -50,12 +50,14 @@ TABLES: tuple[TableSchema, ...] = (
         ("repo", "source_name", "severity"),
         (("message", STR), ("lines_changed", INT), ("days_since_ingestion", INT)),
     ),
-    # One row per changed page of a source and repository at each evaluation that found changes (time =
-    # evaluation time, as its integration_status row): what the Grafana "Stale pages" panel shows.
+    # One row per changed page of a source and repository since an ingestion (time = that ingestion, so each
+    # evaluation in the window replaces the rows; evaluated_at = the time of the evaluation's integration_status
+    # row): what the Grafana "Stale pages" panel shows.
     TableSchema(
         "stale_page",
         ("source_name", "repo", "page"),
-        (("lines_changed", INT), ("pr_count", INT), ("pr_numbers", STR), ("last_merged_at", STR)),
+        (("lines_changed", INT), ("pr_count", INT), ("pr_numbers", STR), ("last_merged_at", STR),
+         ("evaluated_at", STR)),
     ),
 )
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.unit.conftest import PLUGINS
+from tests.unit.test_grafana_sql import interpolate, panel_sql
 
 PLUGIN = "docs_freshness.py"
 _spec = importlib.util.spec_from_file_location("docs_freshness_under_test", PLUGINS / PLUGIN)
@@ -193,6 +194,62 @@ def test_freshness_rename_out_of_the_content_paths_still_counts(make_harness, fa
     (status,) = _status(h)
     assert (status["files_changed"], status["pages_changed"], status["needs_update"]) == (1, 1, 1)
     assert [a["severity"] for a in _alerts(h)] == ["info"]
+
+
+def _stale_pages(h):
+    return h.query("SELECT page, lines_changed, pr_numbers, time FROM stale_page ORDER BY time, page")
+
+
+def _panel(h, source):
+    """The Grafana "Stale pages" panel's SQL, run on the plugin's own rows."""
+    return [(row["page"], row["lines_changed"], row["pr_numbers"])
+            for row in h.query(interpolate(panel_sql("Stale pages"), source=source))]
+
+
+def test_freshness_stale_page_rows_grow_per_ingestion_window_not_per_evaluation(make_harness, fast, now, ingested):
+    h = make_harness(PLUGIN, {**fast, **_sources({"kapa_source": "Docs", "repos": [f"{DOCS}@master"],
+                                                  "paths": ["content/**"]})})
+    h.write_lp(_ingestion(ingested, "Docs"))
+    first = _pr(30, now - timedelta(hours=3), [("content/a.md", 5, 0), ("content/b.md", 3, 0)])
+    assert h.writes(first).ok
+    once = len(_stale_pages(h))
+    # with a token the hourly collection rewrites the window's gh rows, and table:gh evaluates again each time
+    for _ in range(3):
+        assert h.writes(first).ok
+    assert len(_status(h)) == 4  # four evaluations ...
+    assert len(_stale_pages(h)) == once == 2  # ... and the rows of one
+    # within the window the set only grows: a page with more lines has its row replaced, a new page is added
+    assert h.writes(_pr(31, now - timedelta(hours=2), [("content/a.md", 10, 0), ("content/c.md", 1, 0)])).ok
+    rows = _stale_pages(h)
+    assert [(r["page"], r["lines_changed"], r["pr_numbers"]) for r in rows] == [
+        ("content/a.md", 15, "30 31"), ("content/b.md", 3, "30"), ("content/c.md", 1, "31")]
+    assert {r["time"] for r in rows} == {_ns(ingested)}  # the window's start: the ingestion, not the evaluation
+    assert _panel(h, "Docs") == [("content/a.md", 15, "30 31"), ("content/b.md", 3, "30"), ("content/c.md", 1, "31")]
+    # a new ingestion: the old window's rows stay at their time (history); the panel shows the current pages only
+    reingested = now - timedelta(hours=1)
+    h.write_lp(_ingestion(reingested, "Docs"))
+    assert h.writes(first).ok  # nothing merged since the new ingestion
+    assert _panel(h, "Docs") == []
+    assert h.writes(_pr(32, now - timedelta(minutes=30), [("content/d.md", 2, 0)])).ok
+    assert h.writes(_pr(32, now - timedelta(minutes=30), [("content/d.md", 2, 0)])).ok
+    assert _panel(h, "Docs") == [("content/d.md", 2, "32")]
+    assert [(r["page"], r["time"]) for r in _stale_pages(h)] == [
+        ("content/a.md", _ns(ingested)), ("content/b.md", _ns(ingested)), ("content/c.md", _ns(ingested)),
+        ("content/d.md", _ns(reingested))]
+
+
+def test_freshness_stale_page_panel_drops_pages_the_latest_evaluation_no_longer_lists(make_harness, fast, now,
+                                                                                        ingested):
+    """Same window, narrower paths (freshness.toml edited): the earlier rows stay, the panel leaves them out."""
+    h = make_harness(PLUGIN, {**fast, **_sources({"kapa_source": "Docs", "repos": [f"{DOCS}@master"]})})
+    h.write_lp(_ingestion(ingested, "Docs"))
+    change = _pr(40, now - timedelta(hours=2), [("content/a.md", 5, 0), ("Makefile", 9, 0)])
+    assert h.writes(change).ok
+    assert _panel(h, "Docs") == [("Makefile", 9, "40"), ("content/a.md", 5, "40")]
+    h.args = {**fast, **_sources({"kapa_source": "Docs", "repos": [f"{DOCS}@master"], "paths": ["content/**"]})}
+    assert h.writes(change).ok
+    assert _panel(h, "Docs") == [("content/a.md", 5, "40")]
+    assert len(_stale_pages(h)) == 2
 
 
 def test_freshness_two_sources_sharing_a_repository_with_different_paths(make_harness, fast, now, ingested):

@@ -37,6 +37,11 @@ def rfc3339(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def evaluated(dt: datetime) -> str:
+    """stale_page.evaluated_at as docs_freshness writes it: RFC 3339 with nanoseconds, UTC."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000000000Z")
+
+
 def interpolate(sql: str, start: datetime = FROM, end: datetime = TO, interval_s: int = 3600,
                 source: str = "Documentation") -> str:
     """Grafana's macro and variable expansion for the InfluxDB SQL datasource."""
@@ -82,17 +87,27 @@ SAMPLE = "\n".join([
     f'integration_status,repo=acme/site,source_name=Documentation days_since_ingestion=2i,prs_since_ingestion=1i,'
     f'lines_since_ingestion=7i,files_changed=2i,pages_changed=2i,needs_update=1i,severity_threshold=200i,'
     f'status="ok" {ns(NOW - timedelta(hours=3))}',
-    # stale_page rows: an older evaluation (superseded) and the latest one of each repository
+    # stale_page rows, time = the ingestion they count from, evaluated_at = their evaluation (the time of its
+    # integration_status row). Documentation/acme/docs: a page of the previous window (history), a page an
+    # earlier evaluation of this window listed but the latest no longer does, and the latest evaluation's two.
     f'stale_page,source_name=Documentation,repo=acme/docs,page=https://d.example/old/ lines_changed=99i,pr_count=1i,'
-    f'pr_numbers="1",last_merged_at="x" {ns(NOW - timedelta(days=1))}',
+    f'pr_numbers="1",last_merged_at="x",evaluated_at="{evaluated(NOW - timedelta(days=3))}" '
+    f'{ns(NOW - timedelta(days=5))}',
+    f'stale_page,source_name=Documentation,repo=acme/docs,page=https://d.example/dropped/ lines_changed=70i,'
+    f'pr_count=1i,pr_numbers="2",last_merged_at="x",evaluated_at="{evaluated(NOW - timedelta(days=1))}" '
+    f'{ns(NOW - timedelta(days=2, hours=1))}',
     f'stale_page,source_name=Documentation,repo=acme/docs,page=https://d.example/a/ lines_changed=40i,pr_count=1i,'
-    f'pr_numbers="3",last_merged_at="2025-01-02T05:00:00Z" {ns(NOW - timedelta(hours=1))}',
+    f'pr_numbers="3",last_merged_at="2025-01-02T05:00:00Z",evaluated_at="{evaluated(NOW - timedelta(hours=1))}" '
+    f'{ns(NOW - timedelta(days=2, hours=1))}',
     f'stale_page,source_name=Documentation,repo=acme/docs,page=https://d.example/b/ lines_changed=15i,pr_count=2i,'
-    f'pr_numbers="1 2",last_merged_at="2025-01-01T02:00:00Z" {ns(NOW - timedelta(hours=1))}',
+    f'pr_numbers="1 2",last_merged_at="2025-01-01T02:00:00Z",evaluated_at="{evaluated(NOW - timedelta(hours=1))}" '
+    f'{ns(NOW - timedelta(days=2, hours=1))}',
     f'stale_page,source_name=Documentation,repo=acme/site,page=site/index.md lines_changed=5i,pr_count=1i,'
-    f'pr_numbers="8",last_merged_at="2025-01-01T02:00:00Z" {ns(NOW - timedelta(hours=3))}',
+    f'pr_numbers="8",last_merged_at="2025-01-01T02:00:00Z",evaluated_at="{evaluated(NOW - timedelta(hours=3))}" '
+    f'{ns(NOW - timedelta(days=2, hours=1))}',
     f'stale_page,source_name=API\\ reference,repo=acme/docs,page=api/ref.yml lines_changed=300i,pr_count=9i,'
-    f'pr_numbers="9",last_merged_at="2025-01-01T02:00:00Z" {ns(NOW - timedelta(hours=2))}',
+    f'pr_numbers="9",last_merged_at="2025-01-01T02:00:00Z",evaluated_at="{evaluated(NOW - timedelta(hours=2))}" '
+    f'{ns(NOW - timedelta(days=10, hours=1))}',
     # alerts
     f'documentation_alert,repo=acme/docs,source_name=Documentation,severity=info message="55 lines",'
     f'lines_changed=55i,days_since_ingestion=2i {ns(NOW - timedelta(hours=1))}',
@@ -195,6 +210,8 @@ def test_grafana_sql_recent_alerts_newest_first(engine):
 
 
 def test_grafana_sql_stale_pages_of_the_latest_evaluation_per_repository(engine):
+    """Only the pages the latest evaluation of each repository listed: not the previous ingestion window's, not
+    a page an earlier evaluation of this window wrote (its row stays, with an older evaluated_at)."""
     rows = run(engine, panel_sql("Stale pages"))
     assert [(r["page"], r["repo"], r["lines_changed"], r["pr_numbers"]) for r in rows] == [
         ("https://d.example/a/", "acme/docs", 40, "3"),
