@@ -553,9 +553,7 @@ class Engine:
             raise text_error(400, EMPTY_WRITE)
         validate_db_name(db)
         text = decode_write_body(body) if isinstance(body, bytes) else body
-        if self.catalog.get_db(db) is None and self.catalog.deleted_db(db) is not None:
-            # influxdb3_write validator.rs WriteValidator::initialize (write_buffer Error::DatabaseDeleted)
-            raise json_error(400, f"cannot write to soft-deleted database '{db}' - it is marked for deletion")
+        self._refuse_soft_deleted(db)
         now = time.time_ns() if default_time_ns is None else default_time_ns
         with lineprotocol.paused_gc():  # parsed lines hold no cycles (see paused_gc)
             result = lineprotocol.parse_columnar(text, precision=precision, default_time_ns=now)
@@ -577,8 +575,7 @@ class Engine:
         influxdb3_processing_engine plugins.rs ``DryRunWriteHandler``). Raises ApiError for a whole-request
         failure (e.g. a soft-deleted database)."""
         validate_db_name(db)
-        if self.catalog.get_db(db) is None and self.catalog.deleted_db(db) is not None:
-            raise json_error(400, f"cannot write to soft-deleted database '{db}' - it is marked for deletion")
+        self._refuse_soft_deleted(db)
         now = time.time_ns() if default_time_ns is None else default_time_ns
         parsed, parse_errors = lineprotocol.parse_lines(body, precision=precision, default_time_ns=now)
         if parse_errors:
@@ -588,6 +585,12 @@ class Engine:
         if errors:
             return errors[0]
         return parse_errors[0] if parse_errors else None
+
+    def _refuse_soft_deleted(self, db: str) -> None:
+        """400 when ``db`` names a soft-deleted database and no live one (influxdb3_write validator.rs
+        ``WriteValidator::initialize``, write_buffer ``Error::DatabaseDeleted``)."""
+        if self.catalog.get_db(db) is None and self.catalog.deleted_db(db) is not None:
+            raise json_error(400, f"cannot write to soft-deleted database '{db}' - it is marked for deletion")
 
     def _write_lines(self, db: str, parsed: list[ParsedLine], parse_errors: list[LineError],
                      accept_partial: bool, no_sync: bool) -> WriteOutcome:
