@@ -892,17 +892,14 @@ class Engine:
             getters = {name: _TableGetter(self.storage, d.id, t, retention, lock) for name, t in d.tables.items()}
         if schema_only:
             return self.queries.run(db, getters, sql, params, schema_only=True)
-        entry = self.query_log.start(query_type, sql)
-        self.query_log.running(entry)  # a query sees itself as running in system.queries
+        entry = self.query_log.start(query_type, sql)  # a query sees itself as running in system.queries
         try:
             result = self.queries.run(db, getters, sql, params)
         except QueryError:
             # logged before planning, so a query that fails to plan shows as phase "fail" (influxdb3_query_executor
             # query_database_sql: record_query, then token.fail())
-            self.query_log.remove(entry)
             self.query_log.finish(entry, success=False)
             raise
-        self.query_log.remove(entry)
         self.query_log.finish(entry, success=True)
         return result
 

@@ -138,30 +138,25 @@ class QueryLog:
         self._lock = threading.Lock()
 
     def start(self, query_type: str, text: str) -> QueryLogEntry:
-        """A new entry in phase ``received`` (the server records a query before planning it)."""
-        return QueryLogEntry(str(uuid.uuid4()), time.time_ns(), query_type, text)
+        """A new entry in phase ``received``, shown as running (the server records a query before planning
+        it, and the query sees itself while it plans and runs)."""
+        entry = QueryLogEntry(str(uuid.uuid4()), time.time_ns(), query_type, text)
+        with self._lock:
+            self._entries.append(entry)
+        return entry
 
     def finish(self, entry: QueryLogEntry, success: bool) -> None:
-        """Record ``entry`` as finished (phase ``success`` or ``fail``)."""
+        """Record ``entry`` as finished (phase ``success`` or ``fail``), moved to the newest end."""
         entry.end2end_ns = time.time_ns() - entry.issue_time_ns
         entry.phase = "success" if success else "fail"
         entry.success = success
         entry.running = False
         with self._lock:
-            self._entries.append(entry)
-
-    def running(self, entry: QueryLogEntry) -> None:
-        """Show ``entry`` as running (the query sees itself so while it plans and runs)."""
-        with self._lock:
-            self._entries.append(entry)
-
-    def remove(self, entry: QueryLogEntry) -> None:
-        """Drop ``entry`` (no error when it is not there)."""
-        with self._lock:
             try:
                 self._entries.remove(entry)
-            except ValueError:
+            except ValueError:  # pushed out by newer entries while it ran
                 pass
+            self._entries.append(entry)
 
     def snapshot(self) -> list[QueryLogEntry]:
         """The entries, oldest first."""
