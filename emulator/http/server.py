@@ -248,22 +248,25 @@ class HttpServer:
             await asyncio.sleep(ENGINE_QUEUE_POLL_S)
         try:
             return await asyncio.wrap_future(fut)
-        except ApiError as err:
-            return Response.from_error(err)
-        except Exception:  # a bug below the HTTP layer: log it, answer 500, keep serving
-            log.exception("internal error in %s %s", req.method, req.path)
-            return Response.from_error(json_error(500, "internal error"))
+        except Exception as exc:
+            return _failure(req, exc)
 
 
 def _call(handler: Handler, req: Request) -> Response:
-    """Run a handler on a pool thread; typed errors become their response, others a logged 500."""
+    """Run a handler on a pool thread; its exceptions become responses (:func:`_failure`)."""
     try:
         return handler(req)
-    except ApiError as err:
-        return Response.from_error(err)
-    except Exception:  # a bug below the HTTP layer: log it, answer 500, keep serving
-        log.exception("internal error in %s %s", req.method, req.path)
-        return Response.from_error(json_error(500, "internal error"))
+    except Exception as exc:
+        return _failure(req, exc)
+
+
+def _failure(req: Request, exc: Exception) -> Response:
+    """The response to a handler's exception: an ApiError answers as itself; anything else is a bug below the
+    HTTP layer: logged with its traceback, answered 500, and the server keeps serving."""
+    if isinstance(exc, ApiError):
+        return Response.from_error(exc)
+    log.error("internal error in %s %s", req.method, req.path, exc_info=exc)
+    return Response.from_error(json_error(500, "internal error"))
 
 
 # -- startup ---------------------------------------------------------------------------------------
