@@ -317,7 +317,7 @@ def cli_params(cfg: ServeConfig) -> dict[str, str]:
         out["data-dir"] = str(cfg.data_dir)
     if cfg.plugin_dir is not None:
         out["plugin-dir"] = str(cfg.plugin_dir)
-    if cfg.http_bind != "0.0.0.0:8181":
+    if cfg.http_bind != DEFAULT_HTTP_BIND:
         out["http-bind"] = cfg.http_bind
     if cfg.without_auth:
         out["without-auth"] = "true"
