@@ -80,6 +80,18 @@ def port_taken(host: str, port: int) -> bool:
     return False
 
 
+def server_port(text: str, setting: str) -> int:
+    """``text`` as a TCP port 1-65535 for the server; ConfigError naming ``setting`` otherwise (0 would let the
+    kernel pick a port no curl hint could name)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"{setting}={text!r} is not a port number; use 1-65535, e.g. {setting}=8182")
+    return port
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -166,7 +178,10 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     env = load_environment()
-    port = args.port or int(env.get("INFLUXDB3_PORT", "8181") or 8181)
+    if args.port is not None:
+        port = server_port(str(args.port), "--port")
+    else:
+        port = server_port(env.get("INFLUXDB3_PORT", "").strip() or "8181", "INFLUXDB3_PORT")
     if port_taken("127.0.0.1", port):
         print(f"error: 127.0.0.1:{port} is taken (another make run, make demo or make up?); stop that server, or "
               f"pick another port: INFLUXDB3_PORT={port + 1} make {'demo' if args.demo else 'run'}",

@@ -14,6 +14,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
 import requests
 
 from scripts.run_stack import port_taken
@@ -86,6 +87,20 @@ def test_run_stack_unreadable_admin_token_file_is_one_line_and_starts_nothing(tm
     assert out.strip().splitlines()[-1] == (f"error: token file {tmp_path / 'secrets' / 'influxdb3_admin_token.json'} "
                                             "looks like JSON but does not parse (line 1)")
     assert not (tmp_path / "server.log").exists()  # no server was started
+
+
+@pytest.mark.parametrize("setting", ["abc", "99999", "0"])
+def test_run_stack_bad_port_setting_is_one_line_and_starts_nothing(tmp_path, setting):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scripts.run_stack", "--secrets-dir", str(tmp_path / "secrets"),
+         "--data-dir", str(tmp_path / "d"), "--log-file", str(tmp_path / "server.log")],
+        cwd=ROOT, env={**_env(tmp_path), "INFLUXDB3_PORT": setting}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out
+    assert out.strip().splitlines() == [
+        f"error: INFLUXDB3_PORT={setting!r} is not a port number; use 1-65535, e.g. INFLUXDB3_PORT=8182"]
+    assert not (tmp_path / "d").exists() and not (tmp_path / "server.log").exists()
 
 
 def _until_ready(proc: subprocess.Popen, output: list[str]) -> None:
