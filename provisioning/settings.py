@@ -7,6 +7,7 @@ never appears in ``repr()``, logs or error messages.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -99,6 +100,8 @@ class Settings:
             wait_seconds = float(wait_raw) if wait_raw else DEFAULT_WAIT_SECONDS
         except ValueError as exc:
             raise ConfigError(f"PROVISION_WAIT_SECONDS {wait_raw!r} is not a number of seconds") from exc
+        if not math.isfinite(wait_seconds) or wait_seconds < 0:  # nan/inf would wait for ever
+            raise ConfigError(f"PROVISION_WAIT_SECONDS {wait_raw!r} is not a number of seconds (0 or more), e.g. 60")
 
         packages_raw = env.get("INFLUXDB3_PLUGIN_PACKAGES")
         packages = DEFAULT_PACKAGES if packages_raw is None else tuple(packages_raw.replace(",", " ").split())

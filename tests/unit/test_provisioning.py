@@ -270,6 +270,13 @@ def test_settings_read_json_and_plain_token_files(tmp_path: Path):
     assert TOKEN not in repr(s)
 
 
+@pytest.mark.parametrize("wait", ["nan", "inf", "-5", "soon"])
+def test_settings_wait_seconds_must_be_a_finite_number(wait: str):
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"PROVISION_WAIT_SECONDS": wait})
+    assert str(info.value).startswith(f"PROVISION_WAIT_SECONDS {wait!r} is not a number of seconds")
+
+
 @pytest.mark.parametrize("content, message", [
     (b"\xff\xfe{", "is not UTF-8 text"),
     (None, "cannot be read (Is a directory)"),
