@@ -23,7 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from emulator.errors import ApiError, DamagedFileError, already_exists, json_error, not_found, text_error
+from emulator.errors import (
+    ApiError,
+    DamagedFileError,
+    already_deleted,
+    already_exists,
+    json_error,
+    not_found,
+    text_error,
+)
 
 INTERNAL_DB = "_internal"
 NUM_DBS_LIMIT = 5
@@ -370,7 +378,7 @@ class Catalog:
         db = self.get_db(name)
         if db is None:
             if self.deleted_db(name) is not None:
-                raise text_error(409, f"attempted to modify resource that was already deleted: {name}")
+                raise already_deleted(name)
             raise not_found(name)
         return db
 
@@ -435,12 +443,12 @@ class Catalog:
             db = self.get_db(db_name)
             if db is None:
                 if self.deleted_db(db_name) is not None:
-                    raise text_error(409, f"attempted to modify resource that was already deleted: {db_name}")
+                    raise already_deleted(db_name)
                 raise text_error(404, f"Database not found {db_name}")
             t = db.tables.get(table)
             if t is None:
                 if table in db.deleted_tables:
-                    raise text_error(409, f"attempted to modify resource that was already deleted: {table}")
+                    raise already_deleted(table)
                 raise text_error(404, f"Table {table} not in DB schema for {db_name}")
             taken = set(db.tables) | set(db.deleted_tables)
             del db.tables[table]

@@ -57,6 +57,12 @@ def already_exists() -> ApiError:
     return text_error(409, ALREADY_EXISTS)
 
 
+def already_deleted(name: str) -> ApiError:
+    """409 for a soft-deleted database or table named in a change (influxdb3_catalog ``CatalogError::
+    AlreadyDeleted``, answered 409 by the server)."""
+    return text_error(409, f"attempted to modify resource that was already deleted: {name}")
+
+
 class DatabaseNotFound(ApiError):
     """A query or trigger against a database that does not exist."""
 
