@@ -70,11 +70,6 @@ class SqlFunctionError(Exception):
     """A planning or execution error with DataFusion's text (``Error during planning: …``)."""
 
 
-def called_functions(sql: str) -> set[str]:
-    """Which of the server's extra functions ``sql`` may call (by name followed by ``(``)."""
-    return {m.group(1).lower() for m in _CALLED.finditer(sql)}
-
-
 # --------------------------------------------------------------------------------------------- type names
 def parse_types(text: str) -> list[pa.DataType]:
     """DataFusion's display of a list of Arrow types (``Float64, Timestamp(ns, "UTC")``) as pyarrow types.
