@@ -684,7 +684,7 @@ def _rust_lines(body: str) -> list[str]:
 
 _IRREGULAR_RE = re.compile("[\\\\\t\r\0]")
 _IRREGULAR_CHARS = ("\\", "\t", "\r", "\0")
-#: longer lines take the slow path, which checks the 64 KB limit of names and strings
+#: longer lines take the slow path, which checks STRING_LIMIT_BYTES for names and strings
 _FAST_MAX_CHARS = STRING_LIMIT_BYTES // 4
 #: stands for a quoted string value in a line given to the fast path (NUL never reaches it)
 _STRING_MARK = "\0"
@@ -1118,7 +1118,7 @@ def _parse_template(body: str, multiplier: int, default_time_ns: int) -> Columna
     tag_columns = [tuple(col) for col in columns[:ntags]]
     for col in tag_columns:
         if max(map(len, col)) > _FAST_MAX_CHARS:
-            return None  # maybe over 64 KB: the exact path checks
+            return None  # maybe over STRING_LIMIT_BYTES: the exact path checks
     field_columns: list[Any] = []
     for kind, col in zip(types, columns[ntags : ntags + len(field_keys)], strict=True):
         if kind == "utf8":
