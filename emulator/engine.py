@@ -24,7 +24,8 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,7 +59,7 @@ from emulator.errors import (
     text_error,
 )
 from emulator.lineprotocol import LineError, ParsedLine
-from emulator.query import QueryRunner, SystemTableProvider
+from emulator.query import QueryRunner, SqlObjects, SystemTableProvider
 from emulator.storage import Storage, arrow_schema
 from emulator.systables import CoreSystemTables, QueryLog
 from emulator.wal import (
@@ -877,22 +878,18 @@ class Engine:
 
     # ------------------------------------------------------------------ queries
     def query(self, db: str, sql: str, params: Mapping[str, Any] | None = None, *,
-              schema_only: bool = False, query_type: str = "sql") -> pa.Table:
+              schema_only: bool = False, query_type: str = "sql", query_text: str | None = None) -> pa.Table:
         """Run SQL against ``db``. Raises DatabaseNotFound or QueryError (DataFusion's text).
 
         ``schema_only``: plan only and return an empty table with the result's schema. The query is logged in
         ``system.queries`` under ``query_type`` (``sql`` for HTTP; a transport may pass its own, e.g.
-        ``flightsql``) once it has been planned; a schema-only planning is not logged."""
-        with self.catalog.lock:
-            d = self.catalog.get_db(db)
-            if d is None:
-                raise DatabaseNotFound(db)
-            retention = self._retention_ns(d)
-            lock = self.catalog.lock
-            getters = {name: _TableGetter(self.storage, d.id, t, retention, lock) for name, t in d.tables.items()}
+        ``flightsql``) with ``query_text`` (default: ``sql``) once it has been planned; a schema-only planning
+        is not logged."""
+        getters = self._getters(db)
         if schema_only:
             return self.queries.run(db, getters, sql, params, schema_only=True)
-        entry = self.query_log.start(query_type, sql)  # a query sees itself as running in system.queries
+        # a query sees itself as running in system.queries
+        entry = self.query_log.start(query_type, sql if query_text is None else query_text)
         try:
             result = self.queries.run(db, getters, sql, params)
         except QueryError:
@@ -902,6 +899,38 @@ class Engine:
             raise
         self.query_log.finish(entry, success=True)
         return result
+
+    def _getters(self, db: str) -> dict[str, _TableGetter]:
+        with self.catalog.lock:
+            d = self.catalog.get_db(db)
+            if d is None:
+                raise DatabaseNotFound(db)
+            retention = self._retention_ns(d)
+            lock = self.catalog.lock
+            return {name: _TableGetter(self.storage, d.id, t, retention, lock) for name, t in d.tables.items()}
+
+    def sql_objects(self, db: str) -> SqlObjects:
+        """The catalogs, schemas and tables (with Arrow schemas) SQL on ``db`` sees, data unread: what Flight
+        SQL's GetCatalogs/GetDbSchemas/GetTables list. Raises DatabaseNotFound."""
+        return self.queries.objects(db, self._getters(db))
+
+    def parameter_types(self, db: str, sql: str) -> dict[str, pa.DataType | None] | None:
+        """The placeholders of ``sql`` with the types DataFusion infers for them (see
+        :meth:`emulator.query.QueryRunner.parameter_types`). Raises DatabaseNotFound."""
+        return self.queries.parameter_types(db, self._getters(db), sql)
+
+    @contextmanager
+    def logged_query(self, query_type: str, text: str) -> Iterator[None]:
+        """Show the work done inside the block in ``system.queries`` as one query (``query_type``, ``text``):
+        running while inside, then ``success``, or ``fail`` when the block raises. For a transport's requests
+        answered without SQL, e.g. Flight SQL's metadata commands (the server logs every DoGet)."""
+        entry = self.query_log.start(query_type, text)
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            self.query_log.finish(entry, success=ok)
 
     def _retention_ns(self, db: DatabaseDef) -> int | None:
         if not db.retention_period:

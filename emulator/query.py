@@ -16,6 +16,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -97,6 +98,34 @@ _SHOW_TABLES_SQL = (
 )
 
 
+#: DataFusion's information_schema views, listed as the server's Flight SQL GetTables lists them (they are
+#: "virtual" in DataFusion, so not in the catalog's own table list; flightsql ``planner.rs`` ``plan_get_tables``)
+INFORMATION_SCHEMA_VIEWS = ("columns", "df_settings", "parameters", "routines", "tables", "views", "schemata")
+_TABLE_KINDS = {"physical": "BASE TABLE", "view": "VIEW", "temporary": "LOCAL TEMPORARY"}
+
+
+@dataclass(frozen=True)
+class SqlTableInfo:
+    """One table a database's SQL sees: ``catalog``.``schema``.``name``, its DataFusion table type
+    (``BASE TABLE``, ``VIEW`` or ``LOCAL TEMPORARY``) and its Arrow schema."""
+
+    catalog: str
+    schema: str
+    name: str
+    table_type: str
+    arrow_schema: pa.Schema
+
+
+@dataclass(frozen=True)
+class SqlObjects:
+    """What a database's SQL session holds: catalog names, ``(catalog, schema)`` pairs (the virtual
+    ``information_schema`` first in each catalog, then the catalog's own schemas, sorted) and tables."""
+
+    catalogs: list[str]
+    schemas: list[tuple[str, str]]
+    tables: list[SqlTableInfo]
+
+
 class QueryRunner:
     """Builds a session per query over tables supplied by the caller, plus the system tables."""
 
@@ -146,6 +175,64 @@ class QueryRunner:
             raise classify_error(str(exc).replace(_NUL_STAND_IN, "\x00")) from None
         return _restore_nul(result, discovery)
 
+    def objects(self, db: str, tables: Mapping[str, Callable[[], pa.Table]]) -> SqlObjects:
+        """The catalogs, schemas and tables a query on ``db`` sees (data not read: schemas only), for Flight
+        SQL's metadata commands. Tables of the catalog's schemas come with DataFusion's table type; the
+        information_schema views, which DataFusion does not list in the catalog, are added as ``VIEW`` with
+        the schema a ``SELECT *`` on them has (flightsql ``planner.rs`` ``plan_get_tables``)."""
+        config = (SessionConfig()
+                  .with_default_catalog_and_schema("public", "iox")
+                  .with_information_schema(True))
+        ctx = SessionContext(config)
+        for name, get in tables.items():
+            _register(ctx, quote_ident(name.replace("\x00", _NUL_STAND_IN)), get_schema_only(get))
+        self._register_system(ctx, db, "", True)
+        catalogs = sorted(ctx.catalog_names())
+        schemas: list[tuple[str, str]] = []
+        infos: list[SqlTableInfo] = []
+        for catalog_name in catalogs:
+            catalog = ctx.catalog(catalog_name)
+            schemas.append((catalog_name, "information_schema"))
+            for view in INFORMATION_SCHEMA_VIEWS:
+                try:
+                    view_schema = ctx.sql(f"SELECT * FROM {quote_ident(catalog_name)}.information_schema.{view}").schema()
+                except Exception:  # a view this DataFusion lacks is left out, as the server does
+                    continue
+                infos.append(SqlTableInfo(catalog_name, "information_schema", view, "VIEW", view_schema))
+            for schema_name in sorted(catalog.schema_names()):
+                schemas.append((catalog_name, schema_name))
+                provider = catalog.schema(schema_name)
+                for table_name in sorted(provider.table_names()):
+                    table = provider.table(table_name)
+                    arrow = table.schema
+                    if any(_NUL_STAND_IN in n for n in arrow.names):
+                        arrow = pa.schema([f.with_name(f.name.replace(_NUL_STAND_IN, "\x00")) for f in arrow])
+                    infos.append(SqlTableInfo(catalog_name, schema_name, table_name.replace(_NUL_STAND_IN, "\x00"),
+                                              _TABLE_KINDS.get(table.kind, "BASE TABLE"), arrow))
+        return SqlObjects(catalogs, schemas, infos)
+
+    def parameter_types(self, db: str, tables: Mapping[str, Callable[[], pa.Table]],
+                        sql: str) -> dict[str, pa.DataType | None] | None:
+        """The placeholders of ``sql`` (``$1``, ``$name``) with the type DataFusion's planner inferred for each
+        (None where it inferred none), ordered by number, then name; None when the statement cannot be
+        planned here without the server's extra functions (the caller then knows no types). The server builds
+        a prepared statement's parameter schema from the same inference (``LogicalPlan::get_parameter_types``,
+        flightsql ``planner.rs`` ``get_parameter_schema_for_plan``)."""
+        config = (SessionConfig()
+                  .with_default_catalog_and_schema("public", "iox")
+                  .with_information_schema(True))
+        ctx = SessionContext(config)
+        for name, get in tables.items():
+            _register(ctx, quote_ident(name.replace("\x00", _NUL_STAND_IN)), get_schema_only(get))
+        self._register_system(ctx, db, sql.lower(), bool(_DISCOVERY.search(sql)))
+        try:
+            plan = ctx.sql_with_options(sql.replace("\x00", _NUL_STAND_IN), _SQL_OPTIONS).logical_plan()
+            found: dict[str, pa.DataType | None] = {}
+            _plan_placeholders(plan, found, 0)
+        except Exception:
+            return None
+        return dict(sorted(found.items(), key=lambda kv: _placeholder_order(kv[0])))
+
     def _register_system(self, ctx: SessionContext, db: str, lowered: str, discovery: bool) -> None:
         providers = self.system_tables()
         if not providers:
@@ -182,3 +269,78 @@ def get_schema_only(get: Callable[[], pa.Table]) -> pa.Table:
     if callable(schema_fn):
         return schema_fn().empty_table()
     return get().schema.empty_table()
+
+
+_CAST_LOCK = threading.Lock()
+_CAST_CACHE: dict[tuple[str, str], bool] = {}
+
+
+def castable(pairs: list[tuple[str, str]]) -> dict[tuple[str, str], bool]:
+    """Whether DataFusion casts a value of the first Arrow type to the second, for each pair of type names
+    as ``arrow_cast`` spells them (``Int64``, ``Interval(DayTime)``, ``Timestamp(Nanosecond, None)``...);
+    found by running the cast on a typed NULL, once per process. Backs Flight SQL's ``SQL_SUPPORTS_CONVERT``,
+    which the server derives from arrow's ``can_cast_types`` (flightsql ``sql_info/meta.rs``)."""
+    with _CAST_LOCK:
+        missing = [p for p in pairs if p not in _CAST_CACHE]
+        if missing:
+            ctx = SessionContext()
+            for src, dst in missing:
+                try:
+                    ctx.sql(f"SELECT arrow_cast(arrow_cast(NULL, '{src}'), '{dst}')").collect()
+                    _CAST_CACHE[(src, dst)] = True
+                except Exception:
+                    _CAST_CACHE[(src, dst)] = False
+        return {p: _CAST_CACHE[p] for p in pairs}
+
+
+#: expression kinds without sub-expressions (the walk stops there)
+_LEAF_EXPRS = frozenset({"Column", "Literal", "ScalarVariable", "Wildcard", "OuterReferenceColumn"})
+#: LogicalPlan node accessors that never hold expressions of the node itself
+_NOT_EXPRS = frozenset({"input", "inputs", "schema", "to_variant", "subquery"})
+_MAX_DEPTH = 200
+
+
+def _placeholder_order(name: str) -> tuple[int, int, str]:
+    digits = name[1:]
+    return (0, int(digits), "") if digits.isdigit() else (1, 0, name)
+
+
+def _plan_placeholders(plan: Any, found: dict[str, pa.DataType | None], depth: int) -> None:
+    """Collect the placeholders of a DataFusion ``LogicalPlan`` (Python binding) with their inferred types:
+    each node's expressions (whatever its accessors return) and its inputs, recursively."""
+    if depth > _MAX_DEPTH:
+        return
+    node = plan.to_variant()
+    for attr in dir(node):
+        if attr.startswith("_") or attr in _NOT_EXPRS:
+            continue
+        try:
+            value = getattr(node, attr)()
+        except Exception:
+            continue
+        for item in value if isinstance(value, list | tuple) else (value,):
+            expr = item.expr() if not hasattr(item, "variant_name") and callable(getattr(item, "expr", None)) \
+                else item
+            if hasattr(expr, "variant_name"):
+                _expr_placeholders(expr, found, 0)
+    for child in plan.inputs():
+        _plan_placeholders(child, found, depth + 1)
+
+
+def _expr_placeholders(expr: Any, found: dict[str, pa.DataType | None], depth: int) -> None:
+    kind = expr.variant_name()
+    if kind == "Placeholder":
+        placeholder = expr.to_variant()
+        field = placeholder.field()
+        name = placeholder.id()
+        if found.get(name) is None:
+            found[name] = field.type if field is not None else None
+        return
+    if kind in _LEAF_EXPRS or depth > _MAX_DEPTH:
+        return
+    try:
+        operands = expr.rex_call_operands()
+    except Exception:
+        return
+    for operand in operands:
+        _expr_placeholders(operand, found, depth + 1)

@@ -185,6 +185,8 @@ class FlightSqlCommand:
     query: str | None = None
     raw: bytes = b""
     params: bytes | None = None
+    #: a metadata command's fields by their FlightSql.proto names (absent optional fields left out)
+    args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -227,9 +229,136 @@ def decode_flight_sql_command(buf: bytes) -> FlightSqlCommand:
                     _expect(wire, _WIRE_LEN)
                     handle = v
             query, params = decode_prepared_handle(handle)
+        args = _decode_metadata_args(short, value)
     except ProtobufError as exc:
         raise FlightSqlError(f"Invalid protobuf: {exc}") from None
-    return FlightSqlCommand(name=short, query=query, raw=bytes(buf), params=params)
+    return FlightSqlCommand(name=short, query=query, raw=bytes(buf), params=params, args=args)
+
+
+#: field number -> (name, kind) of the metadata commands (FlightSql.proto); kinds: ``str`` optional string,
+#: ``strs`` repeated string, ``bool``, ``u32s`` repeated uint32, ``i32`` optional int32
+_KEYS_FIELDS = {1: ("catalog", "str"), 2: ("db_schema", "str"), 3: ("table", "str")}
+_METADATA_FIELDS: dict[str, dict[int, tuple[str, str]]] = {
+    "CommandGetSqlInfo": {1: ("info", "u32s")},
+    "CommandGetCatalogs": {},
+    "CommandGetDbSchemas": {1: ("catalog", "str"), 2: ("db_schema_filter_pattern", "str")},
+    "CommandGetTables": {1: ("catalog", "str"), 2: ("db_schema_filter_pattern", "str"),
+                         3: ("table_name_filter_pattern", "str"), 4: ("table_types", "strs"),
+                         5: ("include_schema", "bool")},
+    "CommandGetTableTypes": {},
+    "CommandGetPrimaryKeys": _KEYS_FIELDS,
+    "CommandGetExportedKeys": _KEYS_FIELDS,
+    "CommandGetImportedKeys": _KEYS_FIELDS,
+    "CommandGetCrossReference": {1: ("pk_catalog", "str"), 2: ("pk_db_schema", "str"), 3: ("pk_table", "str"),
+                                 4: ("fk_catalog", "str"), 5: ("fk_db_schema", "str"), 6: ("fk_table", "str")},
+    "CommandGetXdbcTypeInfo": {1: ("data_type", "i32")},
+}
+
+
+def _decode_metadata_args(name: str, value: bytes) -> dict[str, Any]:
+    spec = _METADATA_FIELDS.get(name)
+    if spec is None:
+        return {}
+    args: dict[str, Any] = {}
+    for number, wire, v in decode_fields(value):
+        if number not in spec:
+            continue
+        key, kind = spec[number]
+        if kind == "str":
+            _expect(wire, _WIRE_LEN)
+            args[key] = _text(v)
+        elif kind == "strs":
+            _expect(wire, _WIRE_LEN)
+            args.setdefault(key, []).append(_text(v))
+        elif kind == "bool":
+            _expect(wire, _WIRE_VARINT)
+            args[key] = bool(v)
+        elif kind == "i32":
+            _expect(wire, _WIRE_VARINT)
+            v &= 0xFFFFFFFF
+            args[key] = v - (1 << 32) if v >= 1 << 31 else v
+        elif kind == "u32s":
+            values = args.setdefault(key, [])
+            if wire == _WIRE_LEN:  # packed
+                pos = 0
+                while pos < len(v):
+                    n, pos = _read_varint(v, pos)
+                    values.append(n & 0xFFFFFFFF)
+            else:
+                _expect(wire, _WIRE_VARINT)
+                values.append(v & 0xFFFFFFFF)
+    return args
+
+
+def _opt(value: Any) -> str:
+    return "<NONE>" if value is None else str(value)
+
+
+def command_text(command: FlightSqlCommand) -> str:
+    """The command as the server shows it in ``system.queries``' ``query_text`` (its ``Display`` for
+    ``FlightSQLCommand``, flightsql ``cmd.rs``, slips included: GetDbSchemas reads ``CommandGetCatalogs(...``
+    without the closing parenthesis)."""
+    a = command.args
+    name = command.name
+    if name == "CommandStatementQuery":
+        return f"CommandStatementQuery {command.query}"
+    if name in ("CommandPreparedStatementQuery", "ActionClosePreparedStatementRequest"):
+        text = f"Prepared({command.query}"
+        if command.params:
+            text += "," + pretty_batch(command.params)
+        sep = " " if name == "CommandPreparedStatementQuery" else ""
+        return f"{name}{sep}{text})"
+    if name == "ActionCreatePreparedStatementRequest":
+        return f"ActionCreatePreparedStatementRequest{command.query}"
+    if name == "CommandGetSqlInfo":
+        return "CommandGetSqlInfo(...)"
+    if name in ("CommandGetCatalogs", "CommandGetTableTypes"):
+        return name
+    if name == "CommandGetDbSchemas":
+        return (f"CommandGetCatalogs(catalog={_opt(a.get('catalog'))}, "
+                f"db_schema_filter_pattern={_opt(a.get('db_schema_filter_pattern'))}")
+    if name in ("CommandGetExportedKeys", "CommandGetImportedKeys", "CommandGetPrimaryKeys"):
+        return (f"{name}(catalog={_opt(a.get('catalog'))}, db_schema={_opt(a.get('db_schema'))}, "
+                f"table={a.get('table', '')})")
+    if name == "CommandGetTables":
+        return (f"CommandGetTables(catalog={_opt(a.get('catalog'))}, "
+                f"db_schema_filter_pattern={_opt(a.get('db_schema_filter_pattern'))},"
+                f"table_name_filter_pattern={_opt(a.get('table_name_filter_pattern'))},"
+                f"table_types={','.join(a.get('table_types', []))},"
+                f"include_schema={'true' if a.get('include_schema') else 'false'})")
+    if name == "CommandGetXdbcTypeInfo":
+        return f"CommandGetXdbcTypeInfo(data_type={a.get('data_type', 0)})"
+    if name == "CommandGetCrossReference":
+        indent = "\n" + " " * 24
+        keys = ("pk_catalog", "pk_db_schema", "pk_table", "fk_catalog", "fk_db_schema", "fk_table")
+        parts = [f"{k}={a.get(k, '') if k.endswith('table') else _opt(a.get(k))}" for k in keys]
+        return "CommandGetCrossReference(" + indent + ("," + indent).join(parts)
+    return name
+
+
+def _display(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return f"{value:.1f}"
+    return str(value)
+
+
+def pretty_batch(stream: bytes) -> str:
+    """The first batch of an Arrow IPC stream as arrow's ``pretty_format_batches`` draws it (``+---+`` rules,
+    ``| v |`` cells, left-aligned, nulls empty)."""
+    reader = pa.ipc.open_stream(stream)
+    batch = next(iter(reader), None)
+    if batch is None:
+        return ""
+    names = batch.schema.names
+    rows = [[_display(v) for v in row.values()] for row in batch.to_pylist()]
+    widths = [max([len(n)] + [len(r[i]) for r in rows]) for i, n in enumerate(names)]
+    rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+    line = lambda cells: "|" + "|".join(f" {c.ljust(w)} " for c, w in zip(cells, widths, strict=True)) + "|"  # noqa: E731
+    return "\n".join([rule, line(names), rule, *(line(r) for r in rows), rule])
 
 
 def decode_prepared_handle(handle: bytes) -> tuple[str, bytes | None]:
@@ -477,8 +606,11 @@ def _flight_data(header: bytes, body: bytes) -> bytes:
 
 
 def flight_data_messages(table: pa.Table, max_bytes: int = MAX_FLIGHT_DATA_BYTES) -> Iterator[bytes]:
-    """Encoded ``FlightData`` messages for ``table``: the schema, then its record batches (and any
-    dictionary batches) as Arrow IPC messages, batches cut to about ``max_bytes`` each."""
+    """Encoded ``FlightData`` messages for ``table``: the schema, then its record batches as Arrow IPC
+    messages, batches cut to about ``max_bytes`` each. Dictionary columns (tags) are sent as their value type,
+    as the server's encoder does (arrow-flight ``FlightDataEncoderBuilder``, default
+    ``DictionaryHandling::Hydrate``), so the stream's schema is the one GetFlightInfo announced."""
+    table = hydrate_dictionaries(table)
     sink = pa.BufferOutputStream()
     rows = table.num_rows
     chunk = rows or 1
@@ -490,3 +622,11 @@ def flight_data_messages(table: pa.Table, max_bytes: int = MAX_FLIGHT_DATA_BYTES
     reader = pa.ipc.MessageReader.open_stream(sink.getvalue())
     for message in reader:
         yield _flight_data(message.metadata.to_pybytes(), message.body.to_pybytes() if message.body else b"")
+
+
+def hydrate_dictionaries(table: pa.Table) -> pa.Table:
+    """``table`` with each top-level dictionary column cast to its value type (field metadata kept)."""
+    for i, f in enumerate(table.schema):
+        if pa.types.is_dictionary(f.type):
+            table = table.set_column(i, f.with_type(f.type.value_type), table.column(i).cast(f.type.value_type))
+    return table

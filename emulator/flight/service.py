@@ -22,9 +22,14 @@ Behaviour copied from influxdb3 3.10.1 (crate ``service_grpc_flight``, ``lib.rs`
 * **Prepared statements** (flightsql ``planner.rs``): DoAction ``CreatePreparedStatement`` plans the query
   and returns a handle that holds it (the server keeps no state); DoPut binds a parameter batch into a new
   handle; GetFlightInfo/DoGet run ``CommandPreparedStatementQuery`` with the parameters by column name.
-* **Differences, documented in COVERAGE.md**: InfluxQL tickets and the Flight SQL metadata commands
-  (GetSqlInfo, GetTables, …) answer ``UNIMPLEMENTED`` (the HTTP API's 405 for InfluxQL); a prepared
-  statement's parameter schema is empty (the server infers the parameter types).
+  The parameter schema has a field per placeholder typed as DataFusion inferred it; an untyped one fails
+  the prepare (``INTERNAL`` ``… Unable to infer the type of parameter '$1' in prepared statement``).
+* **Metadata commands** (GetSqlInfo, GetCatalogs, GetDbSchemas, GetTables, GetTableTypes, the key commands,
+  GetXdbcTypeInfo): GetFlightInfo answers the command's fixed schema, DoGet its rows (see
+  :mod:`emulator.flight.metadata`); every DoGet first reads ``x-influxdata-base-table-type``.
+* **system.queries**: each DoGet is logged as the server's ``record_query`` does: ``query_type`` ``sql`` for an
+  SQL ticket, ``flightsql`` for a Flight SQL one, with the command's ``Display`` text.
+* **Differences, documented in COVERAGE.md**: InfluxQL tickets answer ``UNIMPLEMENTED`` (the HTTP API's 405).
 
 Built on grpcio's generic handlers with raw-bytes messages: pyarrow's own Flight server appends
 ``. Detail: …`` and, for INVALID_ARGUMENT/NOT_FOUND/UNIMPLEMENTED, a Python traceback to every status
@@ -52,12 +57,14 @@ import pyarrow as pa
 import pyarrow.flight as pa_flight
 
 from emulator.errors import DatabaseNotFound, QueryError
+from emulator.flight import metadata
 from emulator.flight.protocol import (
     FlightQuery,
     FlightSqlCommand,
     FlightSqlError,
     ProtobufError,
     TicketError,
+    command_text,
     decode_fields,
     decode_flight_sql_command,
     decode_ticket,
@@ -236,6 +243,7 @@ class FlightService:
     def do_get(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
         """DoGet(Ticket): the query's rows as FlightData (schema first). ``request`` is a Ticket message."""
         headers = self._metadata(context)
+        base_table_type = self._base_table_type(headers)
         ticket = _parse_request(request, pa_flight.Ticket.deserialize).ticket
         try:
             query = decode_ticket(ticket)
@@ -243,9 +251,39 @@ class FlightService:
             raise FlightStatus(Code.INVALID_ARGUMENT, "Invalid ticket. Error: Invalid ticket") from None
         self._authorize(headers)
         self._check_database(query.database)
+        command = query.command
+        if command is not None and command.name in metadata.METADATA_COMMANDS:
+            return flight_data_messages(self._metadata_rows(query.database, command, base_table_type))
         sql, params = self._statement(query)
-        table = self._run(query.database, sql, params, "Error while logically planning query")
+        # system.queries as the server's query log: query_type "sql" or "flightsql", the text as the server
+        # displays the request (a Flight SQL command's Display, e.g. "CommandStatementQuery <sql>")
+        text = command_text(command) if command is not None else sql
+        table = self._run(query.database, sql, params, "Error while logically planning query",
+                          query_type=query.kind, query_text=text)
         return flight_data_messages(table)
+
+    def _metadata_rows(self, db: str, command: FlightSqlCommand, base_table_type: str) -> pa.Table:
+        """A metadata command's rows, logged in ``system.queries`` as a ``flightsql`` query like any DoGet."""
+        with self.engine.logged_query("flightsql", command_text(command)):
+            objects = None
+            if command.name in ("CommandGetCatalogs", "CommandGetDbSchemas", "CommandGetTables"):
+                try:
+                    objects = self.engine.sql_objects(db)
+                except DatabaseNotFound:
+                    raise _database_missing(db) from None
+            return metadata.result_table(command, objects, base_table_type)
+
+    @staticmethod
+    def _base_table_type(headers: dict[str, str | bytes]) -> str:
+        """The ``x-influxdata-base-table-type`` header (read by every DoGet, before its ticket)."""
+        value = headers.get("x-influxdata-base-table-type")
+        if isinstance(value, bytes):
+            raise FlightStatus(Code.INVALID_ARGUMENT, "Invalid 'database' header in request: "
+                                                      "failed to convert metadata to a string")
+        try:
+            return metadata.parse_base_table_type(value)
+        except metadata.BaseTableTypeError as exc:
+            raise FlightStatus(Code.INVALID_ARGUMENT, f"Invalid argument: {exc}") from None
 
     def get_flight_info(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         """GetFlightInfo(FlightDescriptor with a Flight SQL command) -> FlightInfo (schema + one ticket)."""
@@ -262,8 +300,12 @@ class FlightService:
         if command.name in ("ActionCreatePreparedStatementRequest", "ActionClosePreparedStatementRequest"):
             raise FlightStatus(Code.INVALID_ARGUMENT, f"Error while planning query: Protocol error. Method "
                                                       f"GetFlightInfo does not expect '{command.name}'")
-        sql, params = self._statement(FlightQuery(database, "flightsql", command.query or "", {}, command))
-        schema = self._run(database, sql, params, "Error while planning query", schema_only=True).schema
+        if command.name in metadata.METADATA_COMMANDS:
+            schema = metadata.result_schema(command)
+        else:
+            sql, params = self._statement(FlightQuery(database, "flightsql", command.query or "", {}, command))
+            schema = self._run(database, sql, params, "Error while planning query", schema_only=True).schema
+            schema = metadata.flight_schema(schema)
         ticket = encode_flight_sql_ticket(database, command)
         info = pa_flight.FlightInfo(schema, descriptor, [pa_flight.FlightEndpoint(ticket, [])], -1, -1)
         return info.serialize()
@@ -287,7 +329,8 @@ class FlightService:
         if command.name == "ActionCreatePreparedStatementRequest":
             query = command.query or ""
             schema = self._run(database, query, {}, "Error while planning query", schema_only=True).schema
-            result = encode_create_prepared_result(encode_prepared_handle(query), schema, pa.schema([]))
+            result = encode_create_prepared_result(encode_prepared_handle(query), metadata.flight_schema(schema),
+                                                   self._parameter_schema(database, query))
             return iter((field_len(1, result),))  # arrow.flight.protocol.Result { bytes body = 1; }
         if command.name == "ActionClosePreparedStatementRequest":
             return iter((b"",))
@@ -324,6 +367,23 @@ class FlightService:
         handle = encode_prepared_handle(command.query or "", stream)
         result = field_len(1, handle)  # DoPutPreparedStatementResult { bytes prepared_statement_handle = 1; }
         return iter((field_len(1, result),))  # PutResult { bytes app_metadata = 1; }
+
+    def _parameter_schema(self, database: str, query: str) -> pa.Schema:
+        """A prepared statement's parameter schema: one nullable field per placeholder, named as it
+        (``$1``, ``$host``), typed as DataFusion inferred it (dictionaries as their value type); a placeholder
+        without an inferred type fails as on the server (flightsql ``planner.rs``
+        ``parameter_types_to_schema``: ``UnknownParameterType``, an external error: INTERNAL)."""
+        try:
+            types = self.engine.parameter_types(database, query)
+        except DatabaseNotFound:
+            raise _database_missing(database) from None
+        fields = []
+        for name, typ in (types or {}).items():
+            if typ is None:
+                raise FlightStatus(Code.INTERNAL, f"Error while planning query: External error: Unable to infer "
+                                                  f"the type of parameter '{name}' in prepared statement")
+            fields.append(pa.field(name, typ, True))
+        return metadata.flight_schema(pa.schema(fields))
 
     def _flight_sql_command(self, raw: bytes) -> FlightSqlCommand:
         try:
@@ -380,9 +440,11 @@ class FlightService:
             raise FlightStatus(Code.UNIMPLEMENTED, NOT_IMPLEMENTED.format(f"Flight SQL {command.name}"))
         return query.sql, query.params
 
-    def _run(self, db: str, sql: str, params: dict[str, Any], prefix: str, *, schema_only: bool = False) -> Any:
+    def _run(self, db: str, sql: str, params: dict[str, Any], prefix: str, *, schema_only: bool = False,
+             query_type: str = "sql", query_text: str | None = None) -> Any:
         try:
-            return self.engine.query(db, sql, params or None, schema_only=schema_only)
+            return self.engine.query(db, sql, params or None, schema_only=schema_only, query_type=query_type,
+                                     query_text=query_text)
         except DatabaseNotFound:
             raise _database_missing(db) from None
         except QueryError as err:

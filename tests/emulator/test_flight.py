@@ -24,7 +24,7 @@ import pyarrow.flight as fl
 import pytest
 import requests
 
-from emulator.flight.protocol import decode_any, decode_fields, encode_any, field_len
+from emulator.flight.protocol import decode_any, decode_fields, encode_any, field_len, field_varint
 from tests.emulator.conftest import unique_name
 from tests.flight_clients import adbc_query, assert_flight_clients_query, grpc_message, influxdb3_query
 from tests.support import RemoteServer, ServerProcess, remote_server, remote_target, start_server
@@ -331,12 +331,149 @@ def test_flight_sql_commands_and_errors(srv: Target) -> None:
     assert (kind, msg) == (pa.ArrowNotImplementedError, "Not yet implemented: list_flights")
 
 
-@embedded_only
-def test_flight_sql_metadata_commands_are_unimplemented(srv: Target) -> None:
-    kind, msg = status_of(lambda: client(srv).get_flight_info(fl.FlightDescriptor.for_command(
-        encode_any(SQL_URL + "CommandGetTables", b"")), opts(srv.token, database=srv.db)))
-    assert (kind, msg) == (pa.ArrowNotImplementedError,
-                           "This feature is not implemented: Flight SQL CommandGetTables (embedded engine)")
+# -- Flight SQL metadata commands (flightsql planner.rs; flight.rs `flight`) ----------------------------------
+
+#: influxdb3/tests/server/flight.rs `flight`: GetTables with no filters on a database holding `cpu`
+FLIGHT_RS_TABLES = [
+    *(("public", "information_schema", t, "VIEW")
+      for t in ("columns", "df_settings", "parameters", "routines", "schemata", "tables", "views")),
+    ("public", "iox", "cpu", "BASE TABLE"),
+    *(("public", "system", t, "BASE TABLE")
+      for t in ("distinct_caches", "influxdb_schema", "last_caches", "parquet_files", "processing_engine_logs",
+                "processing_engine_trigger_arguments", "processing_engine_triggers", "queries")),
+]
+
+
+def sql_metadata(srv: Target, name: str, body: bytes = b"", **headers: str) -> tuple[pa.Schema, pa.Table]:
+    """GetFlightInfo for the Flight SQL command ``name`` (fields ``body``), then DoGet its ticket."""
+    c = client(srv)
+    descriptor = fl.FlightDescriptor.for_command(encode_any(SQL_URL + name, body))
+    info = c.get_flight_info(descriptor, opts(srv.token, database=srv.db, **headers))
+    return info.schema, c.do_get(info.endpoints[0].ticket, opts(srv.token, **headers)).read_all()
+
+
+def rows(table: pa.Table) -> list[tuple]:
+    return [tuple(r.values()) for r in table.to_pylist()]
+
+
+def test_get_tables_catalogs_and_sql_info_as_flight_rs(srv: Target) -> None:
+    schema, table = sql_metadata(srv, "CommandGetTables")
+    assert schema.names == ["catalog_name", "db_schema_name", "table_name", "table_type"]
+    assert rows(table) == FLIGHT_RS_TABLES  # sorted by every column, as arrow-flight's GetTablesBuilder
+    schema, table = sql_metadata(srv, "CommandGetCatalogs")
+    assert (schema.names, rows(table)) == (["catalog_name"], [("public",)])
+    _schema, table = sql_metadata(srv, "CommandGetSqlInfo", field_varint(1, 0))  # FLIGHT_SQL_SERVER_NAME
+    assert table.to_pylist() == [{"info_name": 0, "value": "InfluxDB IOx"}]
+
+
+def test_get_tables_filters_and_table_schemas(srv: Target) -> None:
+    body = field_len(2, b"i%") + field_len(3, b"c_u") + field_varint(5, 1)  # schema LIKE, table LIKE, include_schema
+    schema, table = sql_metadata(srv, "CommandGetTables", body)
+    assert schema.names[-1] == "table_schema" and schema.field("table_schema").type == pa.binary()
+    assert rows(table.drop_columns(["table_schema"])) == [("public", "iox", "cpu", "BASE TABLE")]
+    cpu = pa.ipc.read_schema(pa.py_buffer(table.column("table_schema")[0].as_py()))
+    assert cpu.names == ["host", "region", "time", "usage"] and cpu.field("usage").type == pa.float64()
+    _schema, views = sql_metadata(srv, "CommandGetTables", field_len(4, b"VIEW"))
+    assert {r[3] for r in rows(views)} == {"VIEW"} and len(views) == 7
+    _schema, none = sql_metadata(srv, "CommandGetTables", field_len(1, b"other"))  # catalog: exact match
+    assert none.num_rows == 0
+
+
+def test_get_db_schemas_and_table_types(srv: Target) -> None:
+    schema, table = sql_metadata(srv, "CommandGetDbSchemas")
+    assert schema.names == ["catalog_name", "db_schema_name"]
+    assert rows(table) == [("public", "information_schema"), ("public", "iox"), ("public", "system")]
+    _schema, table = sql_metadata(srv, "CommandGetDbSchemas", field_len(2, b"%s%"))
+    assert rows(table) == [("public", "information_schema"), ("public", "system")]
+    _schema, table = sql_metadata(srv, "CommandGetTableTypes")
+    assert rows(table) == [("BASE TABLE",), ("VIEW",)]
+
+
+def test_base_table_type_header(srv: Target) -> None:
+    # ODBC tools ask for "TABLE" (flightsql BaseTableType); any case; anything else is refused by every DoGet
+    _schema, table = sql_metadata(srv, "CommandGetTableTypes", x_influxdata_base_table_type="table")
+    assert rows(table) == [("TABLE",), ("VIEW",)]
+    _schema, table = sql_metadata(srv, "CommandGetTables", field_len(3, b"cpu"), x_influxdata_base_table_type="TABLE")
+    assert rows(table) == [("public", "iox", "cpu", "TABLE")]
+    kind, msg = status_of(lambda: sql_metadata(srv, "CommandGetTableTypes", x_influxdata_base_table_type="x"))
+    assert (kind, msg) == (pa.ArrowInvalid, "Invalid argument: Invalid base table type: 'x'. "
+                                            "Valid values are 'BASE TABLE' or 'TABLE'")
+
+
+def test_key_commands_answer_no_rows_and_xdbc_types(srv: Target) -> None:
+    table_cpu = field_len(3, b"cpu")
+    for name, first in (("CommandGetPrimaryKeys", "catalog_name"), ("CommandGetExportedKeys", "pk_catalog_name"),
+                        ("CommandGetImportedKeys", "pk_catalog_name"),
+                        ("CommandGetCrossReference", "pk_catalog_name")):
+        schema, table = sql_metadata(srv, name, table_cpu)
+        assert schema.names[0] == first and table.num_rows == 0, name
+    schema, table = sql_metadata(srv, "CommandGetXdbcTypeInfo")
+    assert table.column("type_name").to_pylist() == ["INTEGER", "FLOAT", "INTERVAL", "VARCHAR", "TIMESTAMP"]
+    _schema, table = sql_metadata(srv, "CommandGetXdbcTypeInfo", field_varint(1, 12))  # XDBC_VARCHAR
+    assert table.column("type_name").to_pylist() == ["VARCHAR"]
+
+
+def test_adbc_browses_catalog_and_reads_info(srv: Target) -> None:
+    import adbc_driver_flightsql.dbapi as flightsql
+
+    conn = flightsql.connect(f"grpc://127.0.0.1:{srv.port}", autocommit=True, db_kwargs={
+        "adbc.flight.sql.authorization_header": f"Bearer {srv.token}",
+        "adbc.flight.sql.rpc.call_header.database": srv.db})
+    try:
+        info = conn.adbc_get_info()
+        assert (info["vendor_name"], info["vendor_version"], info["vendor_arrow_version"]) == ("InfluxDB IOx", "2",
+                                                                                               "1.3")
+        objects = conn.adbc_get_objects(depth="all", db_schema_filter="iox").read_all().to_pylist()
+        [catalog] = objects
+        assert catalog["catalog_name"] == "public"
+        [iox] = catalog["catalog_db_schemas"]
+        [cpu] = iox["db_schema_tables"]
+        assert (cpu["table_name"], cpu["table_type"]) == ("cpu", "BASE TABLE")
+        assert [c["column_name"] for c in cpu["table_columns"]] == ["host", "region", "time", "usage"]
+        assert conn.adbc_get_table_schema("cpu", db_schema_filter="iox").names == ["host", "region", "time", "usage"]
+        assert conn.adbc_get_table_types() == ["BASE TABLE", "VIEW"]
+    finally:
+        conn.close()
+
+
+def test_prepared_statement_parameter_schema_is_inferred(srv: Target) -> None:
+    # the server types each placeholder as DataFusion inferred it (dictionary tags as strings) and refuses to
+    # prepare a statement with a placeholder it cannot type (flightsql planner.rs get_parameter_schema_for_plan)
+    import adbc_driver_flightsql.dbapi as flightsql
+
+    conn = flightsql.connect(f"grpc://127.0.0.1:{srv.port}", autocommit=True, db_kwargs={
+        "adbc.flight.sql.authorization_header": f"Bearer {srv.token}",
+        "adbc.flight.sql.rpc.call_header.database": srv.db})
+    try:
+        with conn.cursor() as cur:
+            params = cur.adbc_prepare("SELECT * FROM cpu WHERE usage > $2 AND host = $1")
+            assert [(f.name, f.type, f.nullable) for f in params] == [("$1", pa.string(), True),
+                                                                      ("$2", pa.float64(), True)]
+            assert cur.adbc_prepare("SELECT host FROM cpu").names == []
+            with pytest.raises(Exception) as info:
+                cur.adbc_prepare("SELECT $1 AS x")
+            assert "INTERNAL" in str(info.value)
+            assert ("Error while planning query: External error: Unable to infer the type of parameter '$1' in "
+                    "prepared statement") in str(info.value)
+    finally:
+        conn.close()
+
+
+def test_flight_queries_in_system_queries_as_the_server_logs_them(srv: Target) -> None:
+    c = client(srv)
+    marker = unique_name("q")
+    json_sql = f"SELECT '{marker}-json' AS m"
+    assert c.do_get(ticket(database=srv.db, sql_query=json_sql), opts(srv.token)).read_all().num_rows == 1
+    info = c.get_flight_info(statement(f"SELECT '{marker}-fsql' AS m"), opts(srv.token, database=srv.db))
+    assert c.do_get(info.endpoints[0].ticket, opts(srv.token)).read_all().num_rows == 1
+    sql_metadata(srv, "CommandGetCatalogs")
+    _schema, table = sql_metadata(srv, "CommandStatementQuery", field_len(1, (
+        f"SELECT query_type, query_text, phase FROM system.queries WHERE query_text LIKE '%{marker}%' "
+        "OR query_text = 'CommandGetCatalogs' ORDER BY issue_time").encode()))
+    logged = rows(table)
+    assert ("sql", json_sql, "success") in logged  # a JSON ticket's query_type (default sql)
+    assert ("flightsql", f"CommandStatementQuery SELECT '{marker}-fsql' AS m", "success") in logged
+    assert ("flightsql", "CommandGetCatalogs", "success") in logged
 
 
 # -- one port for both ---------------------------------------------------------------------------------

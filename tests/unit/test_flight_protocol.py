@@ -15,12 +15,20 @@ import pyarrow as pa
 import pyarrow.flight as fl
 import pytest
 
+from emulator.flight.metadata import (
+    SQL_INFO_SCHEMA,
+    BaseTableTypeError,
+    like_pattern,
+    parse_base_table_type,
+    sql_info_table,
+)
 from emulator.flight.protocol import (
     READ_INFO_TYPE_URL,
     FlightSqlCommand,
     FlightSqlError,
     ProtobufError,
     TicketError,
+    command_text,
     decode_any,
     decode_fields,
     decode_flight_sql_command,
@@ -171,7 +179,7 @@ def test_flight_sql_command_errors_use_the_servers_words() -> None:
 def test_flight_data_messages_are_a_valid_arrow_stream() -> None:
     table = pa.table({"tag": pa.array(["a", "b", "a"] * 1000).dictionary_encode(), "v": list(range(3000))})
     messages = list(flight_data_messages(table, max_bytes=4096))
-    assert len(messages) > 3  # schema, dictionary, several batches
+    assert len(messages) > 3  # schema, several batches
     # re-frame each FlightData's header/body as an IPC stream message and read it back with pyarrow
     stream = bytearray()
     for msg in messages:
@@ -179,7 +187,9 @@ def test_flight_data_messages_are_a_valid_arrow_stream() -> None:
         header, body = fields[2], fields.get(1000, b"")
         stream += b"\xff\xff\xff\xff" + struct.pack("<i", len(header)) + header + body
     stream += b"\xff\xff\xff\xff\x00\x00\x00\x00"
-    assert pa.ipc.open_stream(bytes(stream)).read_all().equals(table)
+    # tags hydrated as the server's encoder does (DictionaryHandling::Hydrate): plain strings
+    expected = table.set_column(0, "tag", table.column("tag").cast(pa.string()))
+    assert pa.ipc.open_stream(bytes(stream)).read_all().equals(expected)
 
 
 def test_error_chain_text_is_the_servers_display_source_chain() -> None:
@@ -197,3 +207,92 @@ def test_error_chain_text_is_the_servers_display_source_chain() -> None:
 ])
 def test_extract_grpc_token(header: str | bytes | None, token: str | None) -> None:
     assert extract_grpc_token(header) == token
+
+
+SQL = "type.googleapis.com/arrow.flight.protocol.sql."
+
+
+def test_metadata_command_fields_are_decoded() -> None:
+    tables = decode_flight_sql_command(encode_any(SQL + "CommandGetTables", field_len(2, b"i%") + field_len(4, b"VIEW")
+                                                  + field_len(4, b"TABLE") + field_varint(5, 1)))
+    assert tables.args == {"db_schema_filter_pattern": "i%", "table_types": ["VIEW", "TABLE"], "include_schema": True}
+    packed = decode_flight_sql_command(encode_any(SQL + "CommandGetSqlInfo", field_len(1, encode_varint(0)
+                                                                                       + encode_varint(508))))
+    unpacked = decode_flight_sql_command(encode_any(SQL + "CommandGetSqlInfo", field_varint(1, 0) + field_varint(1, 508)))
+    assert packed.args == unpacked.args == {"info": [0, 508]}
+    xdbc = decode_flight_sql_command(encode_any(SQL + "CommandGetXdbcTypeInfo", field_varint(1, -5)))
+    assert xdbc.args == {"data_type": -5}  # XDBC_BIGINT, an int32 sent as a 64-bit varint
+    with pytest.raises(FlightSqlError, match="^Invalid protobuf"):
+        decode_flight_sql_command(encode_any(SQL + "CommandGetTables", field_varint(1, 3)))  # catalog is a string
+
+
+def test_command_text_is_the_servers_display() -> None:
+    # flightsql cmd.rs `impl Display for FlightSQLCommand`, what system.queries shows as query_text
+    def cmd(name: str, body: bytes = b"") -> FlightSqlCommand:
+        return decode_flight_sql_command(encode_any(SQL + name, body))
+
+    assert command_text(cmd("CommandStatementQuery", field_len(1, b"SELECT 1"))) == "CommandStatementQuery SELECT 1"
+    assert command_text(cmd("CommandGetCatalogs")) == "CommandGetCatalogs"
+    assert command_text(cmd("CommandGetSqlInfo", field_varint(1, 0))) == "CommandGetSqlInfo(...)"
+    assert command_text(cmd("CommandGetDbSchemas", field_len(2, b"i%"))) == \
+        "CommandGetCatalogs(catalog=<NONE>, db_schema_filter_pattern=i%"
+    assert command_text(cmd("CommandGetTables", field_len(4, b"VIEW") + field_len(4, b"TABLE"))) == (
+        "CommandGetTables(catalog=<NONE>, db_schema_filter_pattern=<NONE>,table_name_filter_pattern=<NONE>,"
+        "table_types=VIEW,TABLE,include_schema=false)")
+    assert command_text(cmd("CommandGetPrimaryKeys", field_len(3, b"cpu"))) == \
+        "CommandGetPrimaryKeys(catalog=<NONE>, db_schema=<NONE>, table=cpu)"
+    assert command_text(cmd("CommandGetXdbcTypeInfo")) == "CommandGetXdbcTypeInfo(data_type=0)"
+    sink = pa.BufferOutputStream()  # a bound batch is drawn as arrow's pretty_format_batches
+    with pa.ipc.new_stream(sink, pa.schema([("min", pa.float64()), ("host", pa.string())])) as w:
+        w.write_batch(pa.record_batch({"min": [1.0], "host": ["a"]}))
+    handle = encode_prepared_handle("SELECT $min", sink.getvalue().to_pybytes())
+    assert command_text(cmd("CommandPreparedStatementQuery", field_len(1, handle))) == (
+        "CommandPreparedStatementQuery Prepared(SELECT $min,+-----+------+\n| min | host |\n+-----+------+\n"
+        "| 1.0 | a    |\n+-----+------+)")
+
+
+@pytest.mark.parametrize(("pattern", "value", "match"), [
+    ("i%", "iox", True), ("i%", "information_schema", True), ("i%", "system", False), ("c_u", "cpu", True),
+    ("c_u", "cpuu", False), ("%", "", True), ("a\\%", "a%", True), ("a\\%", "ab", False), ("CPU", "cpu", False),
+    ("a.b", "axb", False), ("%\n%", "x\ny", True),
+])
+def test_like_pattern_as_arrows_like(pattern: str, value: str, match: bool) -> None:
+    assert bool(like_pattern(pattern).fullmatch(value)) is match
+
+
+def test_base_table_type_header_values() -> None:
+    assert parse_base_table_type(None) == "BASE TABLE"
+    assert parse_base_table_type("base table") == "BASE TABLE"
+    assert parse_base_table_type("Table") == "TABLE"
+    with pytest.raises(BaseTableTypeError, match=r"^Invalid base table type: 'VIEW'\. Valid values are"):
+        parse_base_table_type("VIEW")
+
+
+def test_sql_info_is_a_dense_union_by_code() -> None:
+    table = sql_info_table([])
+    assert table.schema == SQL_INFO_SCHEMA
+    codes = table.column("info_name").to_pylist()
+    assert codes == sorted(codes) and codes[:4] == [0, 1, 2, 3] and 508 in codes
+    info = {r["info_name"]: r["value"] for r in sql_info_table([0, 3, 504, 503, 541, 999]).to_pylist()}
+    assert info == {0: "InfluxDB IOx", 3: True, 503: 3, 504: '"', 541: 2**31 - 1}  # 999: unknown, no row
+    keywords = sql_info_table([508]).column("value")[0].as_py()
+    assert "select" in keywords and "zone" in keywords
+    convert = dict(sql_info_table([517]).column("value")[0].as_py())
+    assert 19 in convert[0]  # BIGINT -> VARCHAR
+    assert 8 not in convert[0]  # BIGINT -/-> INTERVAL_DAY_TIME
+
+
+def test_parameter_types_inferred_by_datafusion() -> None:
+    from emulator.query import QueryRunner
+
+    cpu = pa.table({"host": pa.array(["a"]).dictionary_encode(), "usage": [0.5],
+                    "time": pa.array([1], pa.timestamp("ns"))})
+    runner = QueryRunner()
+    types = runner.parameter_types("db", {"cpu": lambda: cpu},
+                                   "SELECT * FROM cpu WHERE usage > $10 AND host = $2 AND time > $t")
+    assert list(types) == ["$2", "$10", "$t"]
+    assert (types["$10"], types["$t"]) == (pa.float64(), pa.timestamp("ns"))
+    assert pa.types.is_dictionary(types["$2"])
+    assert runner.parameter_types("db", {}, "SELECT $1") == {"$1": None}
+    assert runner.parameter_types("db", {}, "SELECT 1") == {}
+    assert runner.parameter_types("db", {}, "SELECT * FROM nope WHERE x = $1") is None
