@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from emulator.auth import TokenFileError, TokenStore, extract_token
 from emulator.config import ServeConfig, cli_params, log_level
@@ -272,6 +273,25 @@ def _failure(req: Request, exc: Exception) -> Response:
 # -- startup ---------------------------------------------------------------------------------------
 
 
+class MalformedRequestLogFilter(logging.Filter):
+    """Turns aiohttp's ERROR + traceback for a request it cannot parse into one WARNING line without its text.
+
+    aiohttp logs ``Error handling request from <peer>`` with the parser's exception, whose message quotes the
+    offending bytes: a malformed ``Authorization`` line (a token with a stray control character, an oversized
+    header) would put the token in the server log. The line keeps the peer, the exception type and the status.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            peer = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg, record.args = "malformed HTTP request from %s: %s (answered %s)", (
+                peer, type(exc).__name__, exc.code)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def configure_logging(cfg: ServeConfig) -> None:
     logging.basicConfig(
         level=log_level(cfg.log_filter),
@@ -279,6 +299,7 @@ def configure_logging(cfg: ServeConfig) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.server").addFilter(MalformedRequestLogFilter())
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

@@ -110,3 +110,23 @@ def test_300_character_plugin_filename(tmp_path: Path) -> None:
         assert list(plugins.iterdir()) == [plugins / ".venv"] or not any(
             p.name.startswith(".tmp") for p in plugins.iterdir())
         assert "internal error" not in srv.log_path.read_text()
+
+
+def test_malformed_request_lines_never_put_a_token_in_the_log(tmp_path: Path) -> None:
+    """aiohttp logs a request it cannot parse with the offending bytes; a bad Authorization line held the token."""
+    import socket
+
+    from tests.support import start_server
+
+    with start_server(tmp_path, auth=True) as srv:
+        token = srv.token.encode()
+        for raw in (b"Authorization: Bearer " + token + b"\x01",  # a stray control character
+                    b"Authorization : Bearer " + token,  # a space before the colon
+                    b"Authorization: Bearer " + token + b"z" * 9000):  # over aiohttp's line limit
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n" + raw + b"\r\n\r\n")
+                assert sock.recv(100).startswith(b"HTTP/1.0 400 Bad Request"), raw[:30]
+        assert srv.session.get(f"{srv.url}/health", timeout=10).status_code == 200
+        log = srv.log_path.read_text(errors="replace")
+        assert srv.token not in log and "Traceback" not in log, log
+        assert log.count("WARNING aiohttp.server: malformed HTTP request from 127.0.0.1: ") == 3, log
