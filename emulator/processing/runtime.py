@@ -42,6 +42,7 @@ import pyarrow.compute as pc
 
 from emulator.errors import ApiError
 from emulator.processing.specs import format_duration
+from emulator.sqlfuncs import arrow_type_debug
 
 log = logging.getLogger("emulator.processing")
 
@@ -384,52 +385,6 @@ PanicException.__module__ = "pyo3_runtime"
 #: panic messages of the server's conversion (``Option::unwrap`` / ``expect("unexpected datatype")``)
 _UNWRAP_NONE = "called `Option::unwrap()` on a `None` value"
 _UNEXPECTED_DATATYPE = "unexpected datatype"
-
-_TIME_UNITS = {"s": "Second", "ms": "Millisecond", "us": "Microsecond", "ns": "Nanosecond"}
-
-
-def arrow_type_debug(typ: pa.DataType) -> str:
-    """arrow-rs ``{:?}`` of a ``DataType`` (derived Debug: ``Int32``, ``Timestamp(Millisecond, None)``).
-
-    Exact for the flat types; for nested ones (List, Struct, Map) the Field details are approximated.
-    """
-    t = pa.types
-    simple = [
-        (t.is_null, "Null"), (t.is_boolean, "Boolean"), (t.is_int8, "Int8"), (t.is_int16, "Int16"),
-        (t.is_int32, "Int32"), (t.is_int64, "Int64"), (t.is_uint8, "UInt8"), (t.is_uint16, "UInt16"),
-        (t.is_uint32, "UInt32"), (t.is_uint64, "UInt64"), (t.is_float16, "Float16"),
-        (t.is_float32, "Float32"), (t.is_float64, "Float64"), (t.is_string, "Utf8"),
-        (t.is_large_string, "LargeUtf8"), (t.is_string_view, "Utf8View"), (t.is_binary, "Binary"),
-        (t.is_large_binary, "LargeBinary"), (t.is_binary_view, "BinaryView"), (t.is_date32, "Date32"),
-        (t.is_date64, "Date64"),
-    ]
-    for check, name in simple:
-        if check(typ):
-            return name
-    if t.is_timestamp(typ):
-        tz = "None" if typ.tz is None else f'Some("{typ.tz}")'
-        return f"Timestamp({_TIME_UNITS[typ.unit]}, {tz})"
-    if t.is_time32(typ) or t.is_time64(typ):
-        return f"Time{typ.bit_width}({_TIME_UNITS[typ.unit]})"
-    if t.is_duration(typ):
-        return f"Duration({_TIME_UNITS[typ.unit]})"
-    if t.is_interval(typ):
-        return "Interval(MonthDayNano)"
-    if t.is_fixed_size_binary(typ) and not t.is_decimal(typ):
-        return f"FixedSizeBinary({typ.byte_width})"
-    if t.is_decimal(typ):
-        return f"Decimal{typ.bit_width}({typ.precision}, {typ.scale})"
-    if t.is_dictionary(typ):
-        return f"Dictionary({arrow_type_debug(typ.index_type)}, {arrow_type_debug(typ.value_type)})"
-    if t.is_list(typ) or t.is_large_list(typ):
-        kind = "List" if t.is_list(typ) else "LargeList"
-        return f"{kind}({arrow_type_debug(typ.value_type)})"
-    if t.is_struct(typ):
-        inner = ", ".join(f"{typ.field(i).name}: {arrow_type_debug(typ.field(i).type)}"
-                          for i in range(typ.num_fields))
-        return f"Struct({inner})"
-    return str(typ)
-
 
 def _cell_converter(typ: pa.DataType) -> tuple[str, Any]:
     """How the server's ``query`` handles one column type: ``("ok", cast_to)`` or ``("raise", exception)``.
