@@ -77,6 +77,23 @@ def _ffi_safe(table: pa.Table) -> pa.Table:
     return table.rename_columns([n.replace("\x00", _NUL_STAND_IN) for n in names])
 
 
+def _session() -> SessionContext:
+    """A fresh session as the server's: default catalog ``public``, schema ``iox``, information_schema on."""
+    return SessionContext(SessionConfig().with_default_catalog_and_schema("public", "iox").with_information_schema(True))
+
+
+def _table_ident(name: str) -> str:
+    """A live table's name as registered: quoted, so one table's name never breaks another's; NUL (a name the
+    HTTP table API accepts) under its stand-in, as the statement's text is rewritten."""
+    return quote_ident(name.replace("\x00", _NUL_STAND_IN))
+
+
+def _register_schemas(ctx: SessionContext, tables: Mapping[str, Callable[[], pa.Table]]) -> None:
+    """Register every live table with its schema and no rows (what planning alone needs)."""
+    for name, get in tables.items():
+        _register(ctx, _table_ident(name), get_schema_only(get))
+
+
 def _register(ctx: SessionContext, name: str, table: pa.Table) -> None:
     table = _ffi_safe(table)
     batches = table.to_batches()
@@ -149,16 +166,11 @@ class QueryRunner:
         a table is materialised only when the statement may reference it. ``schema_only`` plans the
         statement without running it and returns an empty table with the result's schema (Flight SQL
         GetFlightInfo); planning errors are the same."""
-        config = (SessionConfig()
-                  .with_default_catalog_and_schema("public", "iox")
-                  .with_information_schema(True))
-        ctx = SessionContext(config)
+        ctx = _session()
         lowered = sql.lower()
         discovery = bool(_DISCOVERY.search(sql))
         for name, get in tables.items():
-            # registered by its exact name (quoted): one table's name never breaks another's; NUL (a
-            # name the HTTP table API accepts) under its stand-in, as the statement's text is rewritten
-            ident = quote_ident(name.replace("\x00", _NUL_STAND_IN))
+            ident = _table_ident(name)
             if discovery or name.lower() in lowered or name.replace('"', '""').lower() in lowered:
                 _register(ctx, ident, get())
             else:
@@ -180,12 +192,8 @@ class QueryRunner:
         SQL's metadata commands. Tables of the catalog's schemas come with DataFusion's table type; the
         information_schema views, which DataFusion does not list in the catalog, are added as ``VIEW`` with
         the schema a ``SELECT *`` on them has (flightsql ``planner.rs`` ``plan_get_tables``)."""
-        config = (SessionConfig()
-                  .with_default_catalog_and_schema("public", "iox")
-                  .with_information_schema(True))
-        ctx = SessionContext(config)
-        for name, get in tables.items():
-            _register(ctx, quote_ident(name.replace("\x00", _NUL_STAND_IN)), get_schema_only(get))
+        ctx = _session()
+        _register_schemas(ctx, tables)
         self._register_system(ctx, db, "", True)
         catalogs = sorted(ctx.catalog_names())
         schemas: list[tuple[str, str]] = []
@@ -218,12 +226,8 @@ class QueryRunner:
         planned here without the server's extra functions (the caller then knows no types). The server builds
         a prepared statement's parameter schema from the same inference (``LogicalPlan::get_parameter_types``,
         flightsql ``planner.rs`` ``get_parameter_schema_for_plan``)."""
-        config = (SessionConfig()
-                  .with_default_catalog_and_schema("public", "iox")
-                  .with_information_schema(True))
-        ctx = SessionContext(config)
-        for name, get in tables.items():
-            _register(ctx, quote_ident(name.replace("\x00", _NUL_STAND_IN)), get_schema_only(get))
+        ctx = _session()
+        _register_schemas(ctx, tables)
         self._register_system(ctx, db, sql.lower(), bool(_DISCOVERY.search(sql)))
         try:
             plan = ctx.sql_with_options(sql.replace("\x00", _NUL_STAND_IN), _SQL_OPTIONS).logical_plan()
