@@ -9,7 +9,7 @@ make demo: the same with data in ``.data/demo`` (emptied at each start, so the s
            rows offline and without tokens.
 
 A port already taken stops the run with one line before anything starts (so another server on it is never
-provisioned). SIGINT and SIGTERM, from a terminal or a script, are a clean stop (status 0): the children run in
+provisioned). SIGINT, SIGTERM and SIGHUP, from a terminal or a script, are a clean stop (status 0): the children run in
 a session of their own, so only this process gets the signal and it stops them.
 
 Token files for the plugins are the host's ``secrets/github_token`` etc. (the compose stack uses
@@ -19,6 +19,7 @@ Token files for the plugins are the host's ``secrets/github_token`` etc. (the co
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import shutil
 import signal
@@ -53,13 +54,18 @@ class StackError(RuntimeError):
 
 
 class StopRequested(BaseException):  # noqa: N818 - a stop, not an error: not caught by `except Exception`
-    """SIGINT or SIGTERM arrived: stop the children and exit 0."""
+    """SIGINT, SIGTERM or SIGHUP arrived: stop the children and exit 0."""
+
+
+#: signals that stop the stack cleanly; SIGHUP (terminal closed, SSH session ended) too, else the children,
+#: in sessions of their own, would outlive this process and keep the port
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM) + ((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
 
 
 def _request_stop(signum: int, _frame: object) -> None:
     """Signal handler: further signals are ignored while the children stop, then a clean return."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
     raise StopRequested(signal.Signals(signum).name)
 
 
@@ -163,8 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    signal.signal(signal.SIGINT, _request_stop)
-    signal.signal(signal.SIGTERM, _request_stop)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _request_stop)
     try:
         return _main(argv)
     except StopRequested:  # before or after the children's lifetime (theirs is handled in _main)
@@ -267,7 +273,8 @@ def _main(argv: list[str] | None) -> int:
                     raise StackError(f"{child.args[2]} exited with status {child.returncode}")
             time.sleep(0.2)
     except StopRequested as stop_signal:
-        print(f"stopping ({stop_signal})", flush=True)
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            print(f"stopping ({stop_signal})", flush=True)
         return 0
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)

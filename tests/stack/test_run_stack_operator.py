@@ -148,3 +148,5 @@ def test_run_stack_group_signals_stop_cleanly_and_demo_restarts_without_adding_r
     second = _demo_round(tmp_path, port, data_dir, signal.SIGINT)
     assert second == first
     assert not (data_dir / "left-over").exists()
+    # a closed terminal or SSH session (SIGHUP) stops the children too: _demo_round checks the port is free
+    assert _demo_round(tmp_path, port, data_dir, signal.SIGHUP) == first
