@@ -54,7 +54,6 @@ from emulator.errors import (
     ApiError,
     DamagedFileError,
     DatabaseNotFound,
-    QueryError,
     json_error,
     text_error,
 )
@@ -888,17 +887,10 @@ class Engine:
         getters = self._getters(db)
         if schema_only:
             return self.queries.run(db, getters, sql, params, schema_only=True)
-        # a query sees itself as running in system.queries
-        entry = self.query_log.start(query_type, sql if query_text is None else query_text)
-        try:
-            result = self.queries.run(db, getters, sql, params)
-        except QueryError:
-            # logged before planning, so a query that fails to plan shows as phase "fail" (influxdb3_query_executor
-            # query_database_sql: record_query, then token.fail())
-            self.query_log.finish(entry, success=False)
-            raise
-        self.query_log.finish(entry, success=True)
-        return result
+        # logged before planning, so it sees itself as running and a query that fails to plan shows as phase
+        # "fail" (influxdb3_query_executor query_database_sql: record_query, then token.fail() on any error)
+        with self.logged_query(query_type, sql if query_text is None else query_text):
+            return self.queries.run(db, getters, sql, params)
 
     def _getters(self, db: str) -> dict[str, _TableGetter]:
         with self.catalog.lock:

@@ -210,3 +210,16 @@ def test_engine_query_concurrent_with_writes_adding_columns() -> None:
     finally:
         sys.setswitchinterval(old)
         eng.close()
+
+
+def test_engine_query_log_finishes_a_query_whose_system_table_provider_fails(engine: Engine) -> None:
+    """Any failure ends the query's system.queries entry as ``fail``, not only a QueryError: a system table
+    provider that raises used to leave the entry ``running`` for good."""
+    def broken(db: str) -> pa.Table:
+        raise RuntimeError("provider broke")
+
+    engine.register_system_table("broken_provider", broken)
+    with pytest.raises(RuntimeError, match="provider broke"):
+        engine.query("db1", "SELECT * FROM system.broken_provider")
+    entries = [e for e in engine.query_log.snapshot() if "broken_provider" in e.query_text]
+    assert [(e.phase, e.running, e.success) for e in entries] == [("fail", False, False)]
