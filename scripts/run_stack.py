@@ -147,6 +147,17 @@ def stop(proc: subprocess.Popen | None) -> None:
         proc.wait(timeout=STOP_DEADLINE_S)
 
 
+def exit_message(is_server: bool, returncode: int, demo: bool) -> str:
+    """One line for a child that ended while the stack runs: which one, how (status or signal), what next."""
+    how = (f"was killed by {signal.Signals(-returncode).name}" if returncode < 0 and -returncode in
+           set(signal.Signals) else f"exited with status {returncode}")
+    if not is_server:
+        return f"the fake GitHub/Kapa process {how}; make demo again"
+    if demo:
+        return f"the embedded engine {how} (see its log); make demo again (it starts from the sample data)"
+    return f"the embedded engine {how} (see its log); the writes it acknowledged are kept: make run again"
+
+
 def _local_secret(env: Mapping[str, str], var: str, default: Path) -> str:
     """The user's ``*_FILE`` setting when it names an existing file on this host, else the secrets/ file;
     "" (argument left out, the plugin runs without it) when that file is still the empty placeholder."""
@@ -270,7 +281,7 @@ def _main(argv: list[str] | None) -> int:
         while True:
             for child in children:
                 if child.poll() is not None:
-                    raise StackError(f"{child.args[2]} exited with status {child.returncode}")
+                    raise StackError(exit_message(child is server, child.returncode, args.demo))
             time.sleep(0.2)
     except StopRequested as stop_signal:
         with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone

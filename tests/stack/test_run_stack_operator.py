@@ -103,6 +103,32 @@ def test_run_stack_bad_port_setting_is_one_line_and_starts_nothing(tmp_path, set
     assert not (tmp_path / "d").exists() and not (tmp_path / "server.log").exists()
 
 
+def test_run_stack_engine_killed_is_one_line_naming_it_and_what_to_do(tmp_path):
+    port = free_port()
+    proc = _run_stack(tmp_path, port, "--data-dir", str(tmp_path / "d"))
+    output: list[str] = []
+    assert proc.stdout is not None
+    reader = threading.Thread(target=lambda: output.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        _until_ready(proc, output)
+        token = json.loads((tmp_path / "secrets" / "influxdb3_admin_token.json").read_text())["token"]
+        h, url = {"Authorization": f"Bearer {token}"}, f"http://127.0.0.1:{port}"
+        assert requests.post(f"{url}/api/v3/write_lp?db=aichat", data="killed v=1i 1", headers=h, timeout=30).ok
+        server_pid = next(int(line.split()[0]) for line in subprocess.run(
+            ["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True).stdout.splitlines()
+            if "emulator serve" in line and f"127.0.0.1:{port}" in line)
+        os.kill(server_pid, signal.SIGKILL)  # as the OOM killer does
+        assert proc.wait(timeout=30) == 1
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+    reader.join(timeout=5)
+    assert output[-1].strip() == ("error: the embedded engine was killed by SIGKILL (see its log); the writes it "
+                                  "acknowledged are kept: make run again"), "".join(output)
+
+
 def _until_ready(proc: subprocess.Popen, output: list[str]) -> None:
     end = time.monotonic() + 90
     while not any(line.startswith("aichat-stack is ready") for line in list(output)):
