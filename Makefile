@@ -51,7 +51,8 @@ secrets-access: secrets ## let the containers read secrets/ (uid 1500: influxdb3
 up: .env secrets ## start influxdb3 + grafana in Docker Compose (waits for healthy), then provision
 	$(NEED_DOCKER)
 	@$(MAKE) --no-print-directory secrets-access
-	$(COMPOSE) up -d --wait
+	$(COMPOSE) up -d --wait || { echo "make up: compose up failed (above). Where images cannot be pulled (no registry), \
+	\`make up-local\` builds them on this machine"; exit 1; }
 	$(COMPOSE) --profile provision run --rm --build provision
 
 down: ## stop the compose stack (volumes are kept; `docker compose down -v` deletes the data)

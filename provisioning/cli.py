@@ -244,6 +244,11 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         if freshness:
             report.info(f"freshness: {len(freshness.sources)} source(s), {len(freshness.repos)} repositories "
                         f"from {freshness.path}")
+        else:
+            # Say which mode applies, so a mistyped PROVISION_FRESHNESS_FILE is seen, not silently single-source.
+            named = " (PROVISION_FRESHNESS_FILE)" if env.get("PROVISION_FRESHNESS_FILE", "").strip() else ""
+            report.info(f"freshness: {settings.freshness_file}{named} does not exist: one source from "
+                        "KAPA_SOURCE_NAME, GITHUB_REPO, GITHUB_BASE and SEVERITY_THRESHOLD")
         report.info(
             f"provisioning {settings.host_url} database {settings.database} "
             f"({len(decls)} triggers from {settings.triggers_file}){' [dry run]' if args.dry_run else ''}"

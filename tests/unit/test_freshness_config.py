@@ -189,3 +189,16 @@ def _write(tmp_path: Path, text: str) -> Path:
     f = tmp_path / "f.toml"
     f.write_text(text)
     return f
+
+
+def test_freshness_missing_file_is_announced_so_a_mistyped_path_is_seen(tmp_path: Path):
+    """Without a file the single-source settings apply; provisioning says so, naming the path it looked at."""
+    missing = tmp_path / "freshnes.toml"  # a typo: the file is not there
+    out, err = io.StringIO(), io.StringIO()
+    rc = main(["--dry-run"], out=out, err=err,
+              environ={"INFLUXDB3_HOST_URL": "http://127.0.0.1:9", "PROVISION_WAIT_SECONDS": "0",
+                       "PROVISION_ENV_FILE": str(tmp_path / "none"), "PROVISION_FRESHNESS_FILE": str(missing)})
+    assert rc == 1  # nothing answers on port 9; the mode was announced before the first request
+    assert out.getvalue().splitlines()[0] == (
+        f"freshness: {missing} (PROVISION_FRESHNESS_FILE) does not exist: one source from KAPA_SOURCE_NAME, "
+        "GITHUB_REPO, GITHUB_BASE and SEVERITY_THRESHOLD")
