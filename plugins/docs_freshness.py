@@ -91,7 +91,6 @@ _ENV_NAMES = {
 _DEFAULT_KAPA_TOKEN_FILE = "/run/secrets/kapa_token"
 _SEVERITY_RANK = {"info": 1, "warning": 2}
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-_REPO_AT_RE = re.compile(r"^([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)@([^\s@]+)$")
 _SOURCE_KEYS = ("kapa_source", "repos", "paths", "exclude", "severity_threshold", "pages")
 _PAGES_KEYS = ("base_url", "strip_prefix")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -315,6 +314,29 @@ def page_for(path, pages):
 
 # ---------------------------------------------------------------- configuration
 
+# owner/name@base: the same block in github_prs.py and docs_freshness.py (a test keeps the copies identical, and
+# provisioning/freshness.py accepts the same entries). The branch follows git's check-ref-format rules.
+_REPO_AT_BASE_RE = re.compile(r"^([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)@(.+)\Z", re.S)
+_BAD_BRANCH_RE = re.compile(r"[\s\x00-\x1f\x7f~^:?*\[\\]|\.\.|@\{|//|^[/.-]|/\.|\.lock(?:/|$)|[/.]$|^@$")
+_MAX_BRANCH = 255
+
+
+def _branch_ok(base):
+    """True when `base` is a branch name git accepts, at most 255 characters: no whitespace or control character,
+    none of ~ ^ : ? * [ \\, no "..", "@{" or "//", no part starting with "." or ending in ".lock", not starting
+    with "/" or "-", not ending in "/" or ".", not "@" alone (git-check-ref-format(1))."""
+    return isinstance(base, str) and 0 < len(base) <= _MAX_BRANCH and not _BAD_BRANCH_RE.search(base)
+
+
+def _split_repo_at_base(entry):
+    """(owner/name, base) of one `owner/name@base` string, or None when it is not one."""
+    match = _REPO_AT_BASE_RE.match(entry) if isinstance(entry, str) else None
+    if match is None or not _branch_ok(match.group(2)):
+        return None
+    return match.group(1), match.group(2)
+
+
+
 
 def _setting(name, args):
     """One setting: trigger argument, then environment, then default."""
@@ -408,10 +430,10 @@ def _parse_sources(raw):
             raise _source_problem(index, item, "repos must be a non-empty list of owner/name@base")
         parsed = []
         for entry in repos:
-            match = _REPO_AT_RE.match(entry) if isinstance(entry, str) else None
-            if not match:
+            target = _split_repo_at_base(entry)
+            if target is None:
                 raise _source_problem(index, item, f"repos entry {entry!r} is not owner/name@base")
-            parsed.append((match.group(1), match.group(2)))
+            parsed.append(target)
         paths, include_rx = _globs(index, item, "paths", ["**"])
         exclude, exclude_rx = _globs(index, item, "exclude", [])
         threshold = item.get("severity_threshold", int(_DEFAULTS["severity_threshold"]))

@@ -86,7 +86,6 @@ _BODY_FIELDS = ("repo", "base", "time_period", "since", "github_token")
 _QUERY_FIELDS = ("repo", "base", "time_period", "since")
 _TOKEN_QUERY_KEYS = ("github_token", "token", "access_token", "api_key")
 _REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-_REPO_AT_BASE_RE = re.compile(r"^([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)@(\S{1,255})$")
 _PERIOD_RE = re.compile(r"^([1-9][0-9]{0,4})([hd])$")
 _MAX_WINDOW = timedelta(days=366)
 _PAGE_SIZE = 100
@@ -193,6 +192,28 @@ class _Log:
         self._local.error(f"[{self.task_id}] {self.redact(text)}")
 
 
+# owner/name@base: the same block in github_prs.py and docs_freshness.py (a test keeps the copies identical, and
+# provisioning/freshness.py accepts the same entries). The branch follows git's check-ref-format rules.
+_REPO_AT_BASE_RE = re.compile(r"^([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)@(.+)\Z", re.S)
+_BAD_BRANCH_RE = re.compile(r"[\s\x00-\x1f\x7f~^:?*\[\\]|\.\.|@\{|//|^[/.-]|/\.|\.lock(?:/|$)|[/.]$|^@$")
+_MAX_BRANCH = 255
+
+
+def _branch_ok(base):
+    """True when `base` is a branch name git accepts, at most 255 characters: no whitespace or control character,
+    none of ~ ^ : ? * [ \\, no "..", "@{" or "//", no part starting with "." or ending in ".lock", not starting
+    with "/" or "-", not ending in "/" or ".", not "@" alone (git-check-ref-format(1))."""
+    return isinstance(base, str) and 0 < len(base) <= _MAX_BRANCH and not _BAD_BRANCH_RE.search(base)
+
+
+def _split_repo_at_base(entry):
+    """(owner/name, base) of one `owner/name@base` string, or None when it is not one."""
+    match = _REPO_AT_BASE_RE.match(entry) if isinstance(entry, str) else None
+    if match is None or not _branch_ok(match.group(2)):
+        return None
+    return match.group(1), match.group(2)
+
+
 # ---------------------------------------------------------------- configuration
 
 
@@ -284,10 +305,9 @@ def _parse_repos(text):
     """[(repo, base), ...] from the `repos` argument: whitespace-separated owner/name@base. Raises ConfigError."""
     targets = []
     for entry in text.split():
-        match = _REPO_AT_BASE_RE.match(entry)
-        if not match:
+        target = _split_repo_at_base(entry)
+        if target is None:
             raise ConfigError(f"invalid repos entry {entry!r}: use owner/name@base, e.g. influxdata/docs-v2@master")
-        target = (match.group(1), match.group(2))
         if target in targets:
             raise ConfigError(f"repos lists {entry} twice")
         targets.append(target)
@@ -325,8 +345,8 @@ def _load_config(args, now, default_period, log, overrides=None, body_token=None
     for repo, base in targets:
         if not _REPO_RE.match(repo):
             raise ConfigError(f"invalid repo {repo!r}: use owner/name")
-        if any(ch.isspace() for ch in base) or len(base) > 255:
-            raise ConfigError(f"invalid base {base!r}: a branch name without spaces")
+        if not _branch_ok(base):
+            raise ConfigError(f"invalid base {base!r}: a git branch name of at most 255 characters")
     api_url = _setting("github_api_url", args).rstrip("/")
     if not api_url.startswith(("http://", "https://")):
         raise ConfigError(f"invalid github_api_url {api_url!r}: must start with http:// or https://")

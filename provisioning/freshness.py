@@ -46,9 +46,12 @@ SOURCE_KEYS = ("kapa_source", "repos", "paths", "exclude", "severity_threshold",
 PAGES_KEYS = ("base_url", "strip_prefix")
 DEFAULT_SEVERITY_THRESHOLD = 200
 MAX_SEVERITY_THRESHOLD = 10**9
-# owner and name as GitHub allows them; the base branch as git allows a ref name (no space, ~^:?*[\, no "..").
-_REPO_AT = re.compile(r"^([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+)@(\S+)$")
-_BAD_BRANCH = re.compile(r"[\s~^:?*\[\\@]|\.\.|^/|/$|\.lock$|^-")
+# owner and name as GitHub allows them; the base branch as git allows a branch name (git-check-ref-format(1)),
+# at most 255 characters: the same entries as _split_repo_at_base of plugins/github_prs.py and
+# plugins/docs_freshness.py accept (tests/unit/test_repo_at_base.py checks the three agree).
+_REPO_AT = re.compile(r"^([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+)@(.+)\Z", re.S)
+_BAD_BRANCH = re.compile(r"[\s\x00-\x1f\x7f~^:?*\[\\]|\.\.|@\{|//|^[/.-]|/\.|\.lock(?:/|$)|[/.]$|^@$")
+_MAX_BRANCH = 255
 _PLUGIN_FILE = "docs_freshness.py"
 
 
@@ -160,7 +163,7 @@ def _parse_source(path: Path, index: int, raw: Any, compile_glob: Callable[[str]
     seen: dict[str, str] = {}
     for entry in repos:
         match = _REPO_AT.match(entry)
-        if not match or _BAD_BRANCH.search(match.group(3)):
+        if not match or len(match.group(3)) > _MAX_BRANCH or _BAD_BRANCH.search(match.group(3)):
             raise FreshnessConfigError(path, where, f"repository {entry!r} is not in owner/name@base form",
                                        'write e.g. "influxdata/docs-v2@master"')
         full = f"{match.group(1)}/{match.group(2)}"

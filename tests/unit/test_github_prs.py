@@ -369,7 +369,8 @@ def test_github_prs_unknown_repository_is_a_502(github, make_harness, fast, gith
     ({"since": "yesterday"}, "invalid since 'yesterday': use ISO 8601, e.g. 2025-03-01T00:00:00Z"),
     ({"since": "2999-01-01T00:00:00Z"}, "invalid since '2999-01-01T00:00:00Z': it is in the future"),
     ({"repo": "no-slash"}, "invalid repo 'no-slash': use owner/name"),
-    ({"base": "two words"}, "invalid base 'two words': a branch name without spaces"),
+    ({"base": "two words"}, "invalid base 'two words': a git branch name of at most 255 characters"),
+    ({"base": "a..b"}, "invalid base 'a..b': a git branch name of at most 255 characters"),
     (b"[" * 100_000 + b"]" * 100_000, "request body is not valid JSON: nested too deeply"),
 ])
 def test_github_prs_bad_request_body_is_400(github, make_harness, fast, body, message):
