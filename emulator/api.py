@@ -37,6 +37,8 @@ class Request:
     token: Any = None
     #: multi-valued query parameters in order, for routes that need them
     query_items: list[tuple[str, str]] = field(default_factory=list)
+    #: true once the client has gone (the transport's check, polled by long work such as a query); None: never
+    cancelled: Callable[[], bool] | None = None
 
     def json(self) -> Any:
         """Body as JSON for JSON-body routes: 415 for a wrong Content-Type, 400 ``serde json error: …``."""

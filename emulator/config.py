@@ -54,6 +54,8 @@ class ServeConfig:
     wal_snapshot_size: int = DEFAULT_WAL_SNAPSHOT_SIZE
     gen1_duration_s: int = GEN1_DURATIONS["10m"]
     snapshotted_wal_files_to_keep: int = DEFAULT_SNAPSHOTTED_WAL_FILES_TO_KEEP
+    #: --exec-mem-pool-bytes in bytes (None: the server's default, 20% of memory; see parse_memory_size)
+    exec_mem_pool_bytes: int | None = None
     #: emulator only: move damaged data files aside at startup instead of stopping (README "Damaged data files")
     repair_damaged_files: bool = False
 
@@ -196,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--wal-snapshot-size", dest="wal_snapshot_size")
     s.add_argument("--gen1-duration", dest="gen1_duration")
     s.add_argument("--snapshotted-wal-files-to-keep", dest="snapshotted_wal_files_to_keep")
+    s.add_argument("--exec-mem-pool-bytes", dest="exec_mem_pool_bytes")
     s.add_argument("--repair-damaged-files", dest="repair_damaged_files", action="store_true", default=False,
                    help="emulator only: move damaged WAL, catalog or snapshot files aside and start without them")
     s.add_argument(
@@ -222,6 +225,37 @@ def _unsigned(text: str, flag: str) -> int:
         reason = "cannot parse integer from empty string" if not text else "invalid digit found in string"
         raise ConfigError(f"invalid value '{text}' for '{flag}': {reason}")
     return int(text)
+
+
+_SIZE_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
+_SIZE = re.compile(r"(\d+)\s*(tb|gb|mb|kb|b)")
+
+
+def parse_memory_size(text: str, flag: str) -> int:
+    """A memory size as the server's 3.x ``--exec-mem-pool-bytes`` takes it, in bytes: ``N%`` of the memory
+    this process may use (0-100), a number with a unit suffix (``b``, ``kb``, ``mb``, ``gb``, ``tb``,
+    case-insensitive, 1024-based, whitespace allowed before the suffix) or a bare number of megabytes
+    (x 1000 x 1000) (clap_blocks ``memory_size.rs``, influxdb3 ``commands/serve.rs`` ``MemorySizeMb``).
+    Raises ConfigError naming ``flag``."""
+    from emulator.query import total_memory_bytes
+
+    s = text.strip().lower()
+    if s.endswith("%"):
+        pct = s[:-1].strip()
+        if not pct.isdigit():
+            raise ConfigError(f"invalid value '{text}' for '{flag}': failed to parse '{s}' as a percentage of "
+                              "available memory: invalid digit found in string")
+        if int(pct) > 100:
+            raise ConfigError(f"invalid value '{text}' for '{flag}': relative memory size must be in [0, 100] "
+                              f"but is {int(pct)}")
+        return round(int(pct) / 100 * total_memory_bytes())
+    m = _SIZE.fullmatch(s)
+    if m:
+        return int(m.group(1)) * _SIZE_UNITS[m.group(2)]
+    if s.isdigit():
+        return int(s) * 1000 * 1000
+    raise ConfigError(f"invalid value '{text}' for '{flag}': failed to parse '{s}' as a memory size: expected a "
+                      "number, optionally with a unit suffix (b, kb, mb, gb, tb) or a percentage")
 
 
 def parse_serve_args(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeConfig:
@@ -285,6 +319,8 @@ def parse_serve_args(argv: Sequence[str], env: Mapping[str, str] | None = None) 
     keep_s = _pick(ns.snapshotted_wal_files_to_keep, env, "INFLUXDB3_NUM_WAL_FILES_TO_KEEP")
     keep = (DEFAULT_SNAPSHOTTED_WAL_FILES_TO_KEEP if keep_s is None
             else _unsigned(keep_s, "--snapshotted-wal-files-to-keep <SNAPSHOTTED_WAL_FILES_TO_KEEP>"))
+    pool_s = _pick(ns.exec_mem_pool_bytes, env, "INFLUXDB3_EXEC_MEM_POOL_BYTES")
+    pool = None if pool_s is None else parse_memory_size(pool_s, "--exec-mem-pool-bytes <EXEC_MEM_POOL_BYTES>")
     return ServeConfig(
         node_id=node_id,
         data_dir=None if object_store == "memory" else Path(data_dir_s).expanduser(),
@@ -305,6 +341,7 @@ def parse_serve_args(argv: Sequence[str], env: Mapping[str, str] | None = None) 
         gen1_duration_s=GEN1_DURATIONS[gen1_s],
         snapshotted_wal_files_to_keep=keep,
         repair_damaged_files=ns.repair_damaged_files,
+        exec_mem_pool_bytes=pool,
     )
 
 

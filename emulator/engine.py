@@ -387,8 +387,10 @@ class Engine:
     def __init__(self, data_dir: Path | None, *, wal_flush_interval: float = 1.0, node_id: str = "emulator",
                  snapshot_rows: int = 1_000_000, wal_snapshot_size: int = DEFAULT_WAL_SNAPSHOT_SIZE,
                  gen1_duration_ns: int = DEFAULT_GEN1_DURATION_NS, snapshotted_wal_files_to_keep: int = 0,
-                 repair_damaged_files: bool = False):
-        """``wal_snapshot_size`` and ``gen1_duration_ns`` drive the snapshot tracker (the server's
+                 repair_damaged_files: bool = False, exec_mem_pool_bytes: int | None = None):
+        """``exec_mem_pool_bytes``: the query memory pool and result bound in bytes (the server's
+        ``--exec-mem-pool-bytes``; None: its default, 20% of memory; see :class:`emulator.query.QueryRunner`).
+        ``wal_snapshot_size`` and ``gen1_duration_ns`` drive the snapshot tracker (the server's
         ``--wal-snapshot-size``, default 600, and ``--gen1-duration``, default 10m);
         ``snapshotted_wal_files_to_keep`` covered WAL files stay on disk after a snapshot (``serve`` passes
         the server's ``--snapshotted-wal-files-to-keep``, default 300; the library default keeps none).
@@ -408,7 +410,7 @@ class Engine:
         self.catalog = self._load_catalog()
         self.storage = self._load_storage()
         self.wal = Wal(None)
-        self.queries = QueryRunner()
+        self.queries = QueryRunner(exec_mem_pool_bytes)
         self.query_log = QueryLog()
         self.instance_id = str(uuid.uuid4())
         self.started_at_ms = int(time.time() * 1000)
@@ -877,20 +879,22 @@ class Engine:
 
     # ------------------------------------------------------------------ queries
     def query(self, db: str, sql: str, params: Mapping[str, Any] | None = None, *,
-              schema_only: bool = False, query_type: str = "sql", query_text: str | None = None) -> pa.Table:
+              schema_only: bool = False, query_type: str = "sql", query_text: str | None = None,
+              cancelled: Callable[[], bool] | None = None) -> pa.Table:
         """Run SQL against ``db``. Raises DatabaseNotFound or QueryError (DataFusion's text).
 
         ``schema_only``: plan only and return an empty table with the result's schema. The query is logged in
         ``system.queries`` under ``query_type`` (``sql`` for HTTP; a transport may pass its own, e.g.
         ``flightsql``) with ``query_text`` (default: ``sql``) once it has been planned; a schema-only planning
-        is not logged."""
+        is not logged. ``cancelled`` (a plain callable, e.g. a transport's "client gone" check) is polled
+        between result batches; once true the query stops with QueryError."""
         getters = self._getters(db)
         if schema_only:
             return self.queries.run(db, getters, sql, params, schema_only=True)
         # logged before planning, so it sees itself as running and a query that fails to plan shows as phase
         # "fail" (influxdb3_query_executor query_database_sql: record_query, then token.fail() on any error)
         with self.logged_query(query_type, sql if query_text is None else query_text):
-            return self.queries.run(db, getters, sql, params)
+            return self.queries.run(db, getters, sql, params, cancelled=cancelled)
 
     def _getters(self, db: str) -> dict[str, _TableGetter]:
         with self.catalog.lock:

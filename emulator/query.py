@@ -13,6 +13,7 @@ not implemented`` is ``not_implemented`` (405), anything else ``execution`` (500
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -21,7 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from datafusion import SessionConfig, SessionContext, SQLOptions
+from datafusion import RuntimeEnvBuilder, SessionConfig, SessionContext, SQLOptions
 from datafusion.catalog import Schema
 
 from emulator import sqlfuncs
@@ -77,9 +78,40 @@ def _ffi_safe(table: pa.Table) -> pa.Table:
     return table.rename_columns([n.replace("\x00", _NUL_STAND_IN) for n in names])
 
 
-def _session() -> SessionContext:
-    """A fresh session as the server's: default catalog ``public``, schema ``iox``, information_schema on."""
-    return SessionContext(SessionConfig().with_default_catalog_and_schema("public", "iox").with_information_schema(True))
+#: the server's ``--exec-mem-pool-bytes`` default (influxdb3 ``commands/serve.rs``, 3.x: ``20%``)
+DEFAULT_EXEC_MEM_POOL_PERCENT = 20
+
+
+def total_memory_bytes() -> int:
+    """The memory this process may use, in bytes: its cgroup's limit (v2 ``memory.max`` or v1
+    ``memory.limit_in_bytes``) when lower than the machine's RAM, else the RAM. The server sizes percentages
+    the same way (clap_blocks ``memory_size.rs`` ``total_mem_bytes``)."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and 0 < int(text) < total:
+            total = int(text)
+    return total
+
+
+def default_exec_mem_pool_bytes() -> int:
+    """The server's default query memory pool: 20% of :func:`total_memory_bytes`."""
+    return total_memory_bytes() * DEFAULT_EXEC_MEM_POOL_PERCENT // 100
+
+
+def _session(pool_bytes: int | None = None) -> SessionContext:
+    """A fresh session as the server's: default catalog ``public``, schema ``iox``, information_schema on;
+    with ``pool_bytes``, DataFusion's fair spill memory pool of that size (the server's executor runs every
+    query under one pool of ``--exec-mem-pool-bytes``, ``iox_query`` ``exec.rs``; here each session has
+    its own), so a sort or join past it fails with DataFusion's ``Resources exhausted: ...``."""
+    config = SessionConfig().with_default_catalog_and_schema("public", "iox").with_information_schema(True)
+    if pool_bytes is None:
+        return SessionContext(config)
+    return SessionContext(config, RuntimeEnvBuilder().with_fair_spill_pool(pool_bytes))
 
 
 def _table_ident(name: str) -> str:
@@ -144,11 +176,17 @@ class SqlObjects:
 
 
 class QueryRunner:
-    """Builds a session per query over tables supplied by the caller, plus the system tables."""
+    """Builds a session per query over tables supplied by the caller, plus the system tables.
 
-    def __init__(self) -> None:
+    ``exec_mem_pool_bytes`` (bytes; default :func:`default_exec_mem_pool_bytes`, as the server's
+    ``--exec-mem-pool-bytes``) sizes each session's DataFusion memory pool and also bounds the Arrow bytes
+    of one materialised result (emulator only: the server streams results; see ``sqlfuncs.collect``)."""
+
+    def __init__(self, exec_mem_pool_bytes: int | None = None) -> None:
         self._system: dict[str, SystemTableProvider] = {}
         self._lock = threading.Lock()
+        self.exec_mem_pool_bytes = (default_exec_mem_pool_bytes() if exec_mem_pool_bytes is None
+                                    else exec_mem_pool_bytes)
 
     def register_system_table(self, name: str, provider: SystemTableProvider) -> None:
         """Add ``system.<name>``; ``provider(db)`` returns its rows for the queried database, or None where
@@ -161,12 +199,17 @@ class QueryRunner:
             return dict(self._system)
 
     def run(self, db: str, tables: Mapping[str, Callable[[], pa.Table]], sql: str,
-            params: Mapping[str, Any] | None = None, *, schema_only: bool = False) -> pa.Table:
+            params: Mapping[str, Any] | None = None, *, schema_only: bool = False,
+            cancelled: Callable[[], bool] | None = None) -> pa.Table:
         """Execute ``sql``. ``tables`` maps each live table name to a function giving its Arrow data;
         a table is materialised only when the statement may reference it. ``schema_only`` plans the
         statement without running it and returns an empty table with the result's schema (Flight SQL
-        GetFlightInfo); planning errors are the same."""
-        ctx = _session()
+        GetFlightInfo); planning errors are the same. ``cancelled``: polled between result batches; once
+        it returns true the query stops with a :class:`QueryError` (kind ``execution``).
+
+        A result over :attr:`exec_mem_pool_bytes` Arrow bytes raises :class:`QueryError` (``execution``,
+        ``Resources exhausted: ...``)."""
+        ctx = _session(self.exec_mem_pool_bytes)
         lowered = sql.lower()
         discovery = bool(_DISCOVERY.search(sql))
         for name, get in tables.items():
@@ -181,8 +224,9 @@ class QueryRunner:
             sql = _SHOW_TABLES_SQL
         try:
             # the server's own functions (selectors, tz, gap filling, ...) join DataFusion's here
+            limits = sqlfuncs.ResultLimits(self.exec_mem_pool_bytes, cancelled)
             result = sqlfuncs.execute(ctx, sql.replace("\x00", _NUL_STAND_IN), _SQL_OPTIONS, params,
-                                      schema_only=schema_only)
+                                      schema_only=schema_only, limits=limits)
         except Exception as exc:  # DataFusion raises ValueError/Exception with its own text
             raise classify_error(str(exc).replace(_NUL_STAND_IN, "\x00")) from None
         return _restore_nul(result, discovery)

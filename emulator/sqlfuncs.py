@@ -35,7 +35,7 @@ import re
 import threading
 import time
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -44,6 +44,64 @@ import pyarrow as pa
 from datafusion import Accumulator, SessionContext, udaf, udf, udwf
 from datafusion.expr import Expr, SortExpr
 from datafusion.user_defined import WindowEvaluator
+
+
+@dataclass(frozen=True)
+class ResultLimits:
+    """Bounds on materialising one query's result (emulator only; the server streams its results).
+
+    ``max_bytes``: the most Arrow bytes (``RecordBatch.nbytes`` summed) a result may hold, None for no bound;
+    ``cancelled``: a callable polled before each batch, true once the result is no longer wanted (e.g. the
+    HTTP client disconnected); None when nobody can cancel."""
+
+    max_bytes: int | None = None
+    cancelled: Callable[[], bool] | None = None
+
+
+NO_LIMITS = ResultLimits()
+
+
+def _format_size(n: float) -> str:
+    """``n`` bytes as DataFusion's ``human_readable_size`` spells it (``64.0 MB``, 1024-based units)."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+class QueryCancelled(Exception):
+    """The query's result was no longer wanted (:attr:`ResultLimits.cancelled` returned true)."""
+
+
+def collect(df: Any, limits: ResultLimits = NO_LIMITS) -> pa.Table:
+    """Run DataFrame ``df`` batch by batch (``execute_stream``) into one ``pa.Table``, the one place a query's
+    rows are materialised. Past ``limits.max_bytes`` Arrow bytes it stops and raises ``Exception`` with a
+    text in the form of DataFusion's memory-pool error (``Resources exhausted: ...``), so the engine
+    classifies it as an execution error (HTTP 500). Raises :class:`QueryCancelled` when ``limits.cancelled``
+    turns true (checked before each batch)."""
+    batches: list[pa.RecordBatch] = []
+    total = 0
+    cancelled = limits.cancelled
+    if cancelled is not None and cancelled():
+        raise QueryCancelled("Query cancelled: the client disconnected")
+    stream = df.execute_stream()
+    for batch in stream:
+        rb = batch.to_pyarrow()
+        total += rb.nbytes
+        if limits.max_bytes is not None and total > limits.max_bytes:
+            del batches, rb
+            raise Exception(
+                f"Resources exhausted: query result reached {_format_size(total)}, over the "
+                f"{_format_size(limits.max_bytes)} this engine may hold for one result (--exec-mem-pool-bytes; "
+                "the server streams results, this emulator materialises them (embedded engine))")
+        batches.append(rb)
+        if cancelled is not None and cancelled():
+            raise QueryCancelled("Query cancelled: the client disconnected")
+    if not batches:
+        return df.schema().empty_table()
+    return pa.Table.from_batches(batches)
+
 
 SELECTORS = ("selector_first", "selector_last", "selector_min", "selector_max")
 GAPFILL = "date_bin_gapfill"
@@ -353,9 +411,10 @@ def original_names(text: str) -> str:
 
 
 def execute(ctx: SessionContext, sql: str, options: Any, params: Mapping[str, Any] | None, *,
-            schema_only: bool = False) -> pa.Table:
+            schema_only: bool = False, limits: ResultLimits = NO_LIMITS) -> pa.Table:
     """Plan and run ``sql`` with the server's extra functions available; DataFusion's errors propagate
-    (with the functions' own names). ``schema_only``: plan only, return the empty result table.
+    (with the functions' own names). ``schema_only``: plan only, return the empty result table. Results are
+    materialised through :func:`collect` under ``limits``.
 
     Raises :class:`SqlFunctionError` with the server's texts for misuse of these functions.
     """
@@ -363,11 +422,14 @@ def execute(ctx: SessionContext, sql: str, options: Any, params: Mapping[str, An
     planned_sql, calls = rename_calls(sql) if _CALLED.search(sql) else (sql, {})
     if not calls:
         df = ctx.sql_with_options(sql, options, param_values=param_values)
-        return df.schema().empty_table() if schema_only else df.to_arrow_table()
+        return df.schema().empty_table() if schema_only else collect(df, limits)
     try:
-        table = _execute_renamed(ctx, planned_sql, options, param_values, QueryFunctions(calls), schema_only)
+        table = _execute_renamed(ctx, planned_sql, options, param_values, QueryFunctions(calls), schema_only,
+                                 limits)
     except SqlFunctionError as exc:
         raise SqlFunctionError(original_names(str(exc))) from None
+    except QueryCancelled:
+        raise
     except Exception as exc:  # DataFusion's own error, naming the planned functions
         raise SqlFunctionError(original_names(_udf_error_text(str(exc)))) from None
     names = table.column_names
@@ -390,7 +452,7 @@ def _udf_error_text(text: str) -> str:
 
 
 def _execute_renamed(ctx: SessionContext, sql: str, options: Any, param_values: dict[str, Any] | None,
-                     state: QueryFunctions, schema_only: bool) -> pa.Table:
+                     state: QueryFunctions, schema_only: bool, limits: ResultLimits = NO_LIMITS) -> pa.Table:
     for call in state.calls.values():
         _register_probe(ctx, call.name, call.alias)
     df = None
@@ -429,8 +491,8 @@ def _execute_renamed(ctx: SessionContext, sql: str, options: Any, param_values: 
     if schema_only:
         return df.schema().empty_table()
     if any(c.name in (GAPFILL, WALLCLOCK_GAPFILL, *FILLS) for c in state.calls.values()):
-        return _run_gapfill(ctx, df, state)
-    return df.to_arrow_table()
+        return _run_gapfill(ctx, df, state, limits)
+    return collect(df, limits)
 
 
 def _register_real(ctx: SessionContext, call: Call, types: list[pa.DataType], state: QueryFunctions) -> None:
@@ -1087,13 +1149,13 @@ def _check_misuse(chain: list[Any]) -> None:
             raise _gapfill_error(message=f"{fill} may only be used in the SELECT list of a gap-filling query")
 
 
-def _run_gapfill(ctx: SessionContext, df: Any, state: QueryFunctions) -> pa.Table:
+def _run_gapfill(ctx: SessionContext, df: Any, state: QueryFunctions, limits: ResultLimits = NO_LIMITS) -> pa.Table:
     plan = df.optimized_logical_plan()
     chain = _plan_nodes(plan)
     found = _find_aggregate(chain)
     if found is None:
         _check_misuse(chain)
-        return df.to_arrow_table()
+        return collect(df, limits)
     index, agg = found
     groups = [e.schema_name() for e in agg.group_by_exprs()]
     gap_positions = [i for i, g in enumerate(groups) if _GAP_CALL.search(g)]
@@ -1127,11 +1189,11 @@ def _run_gapfill(ctx: SessionContext, df: Any, state: QueryFunctions) -> pa.Tabl
         if kind not in ("Projection", "Sort", "Limit", "Filter"):
             raise SqlFunctionError(f"This feature is not implemented: gap filling below a {kind} "
                                    "(embedded engine)")
-    table = ctx.create_dataframe_from_logical_plan(chain[index]).to_arrow_table()
+    table = collect(ctx.create_dataframe_from_logical_plan(chain[index]), limits)
     agg_names = [e.schema_name() for e in agg.aggregate_exprs()]
     strategies = _fill_strategies(upper_nodes, agg_names)
     filled = _fill(table, gap, len(groups), lower[0], upper[0], state, strategies, agg_names)
-    return _run_upper(filled, chain[index], upper_nodes)
+    return _run_upper(filled, chain[index], upper_nodes, limits)
 
 
 def _fill(table: pa.Table, gap: int, n_groups: int, lower: int, upper: int, state: QueryFunctions,
@@ -1286,7 +1348,8 @@ def _interpolate(bins: list[int], rows: dict[int, int], column: list[Any], typ: 
     return out
 
 
-def _run_upper(filled: pa.Table, agg_plan: Any, upper_nodes: list[tuple[str, Any]]) -> pa.Table:
+def _run_upper(filled: pa.Table, agg_plan: Any, upper_nodes: list[tuple[str, Any]],
+               limits: ResultLimits = NO_LIMITS) -> pa.Table:
     """Run the plan nodes above the aggregate (bottom up) over the filled rows, in a session where the rows
     carry the aggregate's column qualifier."""
     qualifiers = set()
@@ -1319,4 +1382,4 @@ def _run_upper(filled: pa.Table, agg_plan: Any, upper_nodes: list[tuple[str, Any
             fetch = v.fetch().python_value() if v.fetch() is not None else None
             skip = v.skip().python_value() if v.skip() is not None else 0
             out = out.limit(fetch, skip or 0)
-    return out.to_arrow_table()
+    return collect(out, limits)

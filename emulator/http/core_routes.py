@@ -352,7 +352,7 @@ class CoreRoutes:
         fmt = choose_format(p.get("format"), req.headers.get("accept"))
         self.ctx.metrics.queries += 1
         try:
-            table = self.engine.query(p["db"], p["q"], p.get("params") or None)
+            table = self.engine.query(p["db"], p["q"], p.get("params") or None, cancelled=req.cancelled)
         except DatabaseNotFound as err:
             raise json_error(404, f"query error: database not found: {err.db}") from None
         except QueryError as err:

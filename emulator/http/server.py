@@ -219,6 +219,7 @@ class HttpServer:
                 body=body,
                 token=token_record,
                 query_items=items,
+                cancelled=_client_gone(request),
             )
             if handler is self.engine_handler:
                 resp = await self._engine_call(request, req)
@@ -251,6 +252,15 @@ class HttpServer:
             return await asyncio.wrap_future(fut)
         except Exception as exc:
             return _failure(req, exc)
+
+
+def _client_gone(request: web.BaseRequest) -> Callable[[], bool]:
+    """A check, safe from a pool thread, that is true once ``request``'s connection is closed or closing
+    (the client disconnected): a running query polls it between result batches and stops."""
+    def gone() -> bool:
+        transport = request.transport
+        return transport is None or transport.is_closing()
+    return gone
 
 
 def _call(handler: Handler, req: Request) -> Response:
@@ -364,7 +374,8 @@ async def serve(cfg: ServeConfig) -> None:
                         wal_snapshot_size=cfg.wal_snapshot_size,
                         gen1_duration_ns=cfg.gen1_duration_s * 1_000_000_000,
                         snapshotted_wal_files_to_keep=cfg.snapshotted_wal_files_to_keep,
-                        repair_damaged_files=cfg.repair_damaged_files)
+                        repair_damaged_files=cfg.repair_damaged_files,
+                        exec_mem_pool_bytes=cfg.exec_mem_pool_bytes)
         engine.open()
         engine.cli_params = cli_params(cfg)
     except DamagedFileError as exc:
