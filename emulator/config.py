@@ -364,4 +364,14 @@ def cli_params(cfg: ServeConfig) -> dict[str, str]:
         out["disable-authz"] = ",".join(sorted(cfg.disable_authz))
     if cfg.log_filter != "info":
         out["log-filter"] = cfg.log_filter
+    # the WAL/snapshot flags as the server's extract_user_params (influxdb3/src/lib.rs) records them: the value
+    # as given (a clap usize or the gen1 label), a boolean flag as "true"
+    if cfg.wal_snapshot_size != DEFAULT_WAL_SNAPSHOT_SIZE:
+        out["wal-snapshot-size"] = str(cfg.wal_snapshot_size)
+    if cfg.gen1_duration_s != GEN1_DURATIONS["10m"]:
+        out["gen1-duration"] = next(label for label, s in GEN1_DURATIONS.items() if s == cfg.gen1_duration_s)
+    if cfg.snapshotted_wal_files_to_keep != DEFAULT_SNAPSHOTTED_WAL_FILES_TO_KEEP:
+        out["snapshotted-wal-files-to-keep"] = str(cfg.snapshotted_wal_files_to_keep)
+    if cfg.repair_damaged_files:
+        out["repair-damaged-files"] = "true"
     return out

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from emulator.config import ConfigError, parse_serve_args
+from emulator.config import ConfigError, cli_params, parse_serve_args
+from emulator.systables import capture_cli_params
 from tests.support import REPO_ROOT, free_port, start_server
 
 
@@ -111,6 +112,19 @@ def test_flag_defaults_and_flags_win_over_env() -> None:
     assert cfg.max_http_request_size == 10485760
     assert cfg.restrict_plugin_triggers_to == {"wal", "schedule", "request"}
     assert cfg.without_auth is False
+
+
+def test_cli_params_show_the_wal_and_snapshot_flags() -> None:
+    """system.nodes.cli_params lists every flag the user set, the WAL/snapshot ones too, each with its value as
+    the server's extract_user_params (influxdb3/src/lib.rs) records it; a flag left at its default is absent."""
+    cfg = parse_serve_args(["serve", "--node-id", "n", "--object-store", "memory", "--wal-snapshot-size", "10",
+                            "--gen1-duration", "1m", "--repair-damaged-files"],
+                           {"INFLUXDB3_NUM_WAL_FILES_TO_KEEP": "7"})
+    assert capture_cli_params(cli_params(cfg)) == {
+        "node-id": "n", "object-store": "memory", "wal-snapshot-size": "10", "gen1-duration": "1m",
+        "snapshotted-wal-files-to-keep": "7", "repair-damaged-files": "true"}
+    plain = parse_serve_args(["serve", "--node-id", "n", "--object-store", "memory"], {})
+    assert cli_params(plain) == {"node-id": "n", "object-store": "memory"}
 
 
 @pytest.mark.parametrize(
