@@ -10,7 +10,8 @@ it guesses UTF-16/UTF-32 from the first bytes, accepts lone surrogates (``"\\ud8
   trailing surrogate is ``lone leading surrogate in hex escape``, a leading one not followed by ``\\u`` is
   ``unexpected end of hex escape``;
 - a BOM or any other byte that cannot start a value is ``expected value``;
-- numbers by serde's grammar (``invalid number``; a float beyond f64 is ``number out of range``);
+- numbers by serde's grammar (``invalid number``); an integer beyond i64/u64 becomes a float, as serde's
+  ``parse_long_integer`` makes it an f64; a number beyond f64 is ``number out of range``;
 - ``trailing comma``, ``trailing characters``, ``key must be a string``, ``expected `:` ``,
   ``expected `,` or `]` ``/``expected `,` or `}` ``, ``expected ident``, ``EOF while parsing …``.
 
@@ -25,6 +26,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+#: the integers serde_json keeps exact (``ParserNumber::I64``/``U64``); others become f64
+_I64_MIN, _U64_MAX = -(2**63), 2**64 - 1
 #: serde_json's ``remaining_depth`` start; reaching 0 is the error
 RECURSION_LIMIT = 128
 _WS = b" \n\t\r"
@@ -213,8 +216,11 @@ class _Parser:
                 raise self.error("invalid number")
             self.i = _DIGITS.match(data, self.i).end()
         text = data[start:self.i].decode("ascii")
-        if not is_float:
-            return int(text)
+        if not is_float and self.i - start <= 20:  # at most u64::MAX's 20 digits (or "-" and 19): exact
+            n = int(text)
+            if _I64_MIN <= n <= _U64_MAX:
+                return n
+        # serde parse_long_integer: an integer beyond i64/u64 becomes an f64, past f64's range an error
         value = float(text)
         if value in (float("inf"), float("-inf")):
             raise self.error("number out of range")

@@ -60,6 +60,7 @@ _SERDE_REFUSALS = [
     (b'{"db":"a\x01"}', "control character (\\u0000-\\u001F) found while parsing a string at line 1 column 9"),
     (b'{"db":"x",}', "trailing comma at line 1 column 11"),
     (b'{"db":1e400}', "number out of range at line 1 column 11"),
+    (b'{"db":' + b"7" * 5000 + b"}", "number out of range at line 1 column 5006"),
 ]
 
 
