@@ -4,7 +4,6 @@ trigger API to request:freshness; plus make demo itself."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -12,24 +11,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 import requests
 
-from provisioning.cli import main as provision
 from provisioning.freshness import load_freshness
-from tests.fakes.github import FakeGitHub
-from tests.fakes.kapa import FakeKapa
-from tests.fakes.sample import DEMO_BASE, DEMO_PROJECT, DEMO_REPO, DEMO_SOURCE, populate_github, populate_kapa
+from tests.fakes.sample import DEMO_BASE, DEMO_PROJECT, DEMO_REPO, DEMO_SOURCE
 from tests.flight_clients import assert_flight_clients_query
-from tests.support import ServerProcess, free_port, start_server
+from tests.stack.running import ROOT, Stack, poll, running_stack
+from tests.support import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
-DEADLINE_S = 30.0
 SEVEN = {
     "github_pr_endpoint": '{"request_path":{"path":"github_prs"}}',
     "github_pr_monitor": '{"every":{"duration":{"secs":3600,"nanos":0}}}',
@@ -41,74 +33,12 @@ SEVEN = {
 }
 
 
-@dataclass
-class Stack:
-    server: ServerProcess
-    env: dict[str, str]
-    github: FakeGitHub
-    kapa: FakeKapa
-
-    def provision(self, *args: str, **overrides: str) -> tuple[int, str, str]:
-        out, err = io.StringIO(), io.StringIO()
-        rc = provision(list(args), out=out, err=err, environ={**self.env, **overrides})
-        return rc, out.getvalue(), err.getvalue()
-
-    def sql(self, q: str) -> list[dict]:
-        r = self.server.session.post(f"{self.server.url}/api/v3/query_sql",
-                                     json={"db": "aichat", "q": q, "format": "json"}, timeout=30)
-        assert r.status_code == 200, r.text
-        return r.json()
-
-    def call(self, path: str, body: dict) -> requests.Response:
-        return self.server.session.post(f"{self.server.url}/api/v3/engine/{path}", json=body, timeout=60)
-
-
-def poll(check: Callable[[], object], what: str, deadline_s: float = DEADLINE_S) -> object:
-    """Re-run ``check`` until it returns a truthy value; fail with ``what`` at the deadline."""
-    end = time.monotonic() + deadline_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > end:
-            pytest.fail(f"timed out after {deadline_s}s waiting for {what}")
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("stack")
-    now = datetime.now(UTC)
-    github = FakeGitHub(accept_any_token=True).start()
-    kapa = FakeKapa(accept_any_key=True).start()
-    populate_github(github, now)
-    populate_kapa(kapa, now)
-    key = tmp / "kapa_key"
-    key.write_text("stack-test-key")
-    try:
-        with start_server(tmp / "server", auth=True, plugin_dir=ROOT / "plugins", wal_flush_interval="100ms",
-                          extra_args=["--virtual-env-location", str(tmp / "venv")]) as srv:
-            env = {
-                "PROVISION_ENV_FILE": str(tmp / "no.env"),
-                "PROVISION_FRESHNESS_FILE": str(tmp / "no-freshness.toml"),  # the single-source settings
-                "INFLUXDB3_HOST_URL": srv.url,
-                "INFLUXDB3_AUTH_TOKEN_FILE": str(tmp / "server" / "admin-token.json"),
-                "INFLUXDB3_PLUGIN_PACKAGES": "",
-                "PROVISION_WAIT_SECONDS": "20",
-                "GITHUB_API_URL": github.url,
-                "GITHUB_REPO": DEMO_REPO,
-                "GITHUB_BASE": DEMO_BASE,
-                "GITHUB_TOKEN_FILE": "",
-                "KAPA_API_URL": kapa.url,
-                "KAPA_PROJECT_ID": DEMO_PROJECT,
-                "KAPA_SOURCE_NAME": DEMO_SOURCE,
-                "KAPA_TOKEN_FILE": str(key),
-                "NOTIFY_URL_FILE": "",
-            }
-            yield Stack(srv, env, github, kapa)
-    finally:
-        github.stop()
-        kapa.stop()
+    with running_stack(tmp, PROVISION_FRESHNESS_FILE=str(tmp / "no-freshness.toml"),  # the single-source settings
+                       GITHUB_REPO=DEMO_REPO, GITHUB_BASE=DEMO_BASE, KAPA_SOURCE_NAME=DEMO_SOURCE) as running:
+        yield running
 
 
 def test_stack_provision_twice_second_run_changes_nothing(stack: Stack):

@@ -5,85 +5,49 @@ source in integration_status, documentation_alert, stale_page and GET /api/v3/en
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
-from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
-from provisioning.cli import main as provision
-from tests.fakes.github import FakeGitHub
-from tests.fakes.kapa import FakeKapa
 from tests.fakes.sample import (
     BULK_FILES,
     DEMO_API_REPO,
     DEMO_API_SOURCE,
     DEMO_BASE,
-    DEMO_PROJECT,
     DEMO_REPO,
     DEMO_SOURCE,
-    populate_github,
-    populate_kapa,
 )
-from tests.stack.test_stack import poll
-from tests.support import ServerProcess, start_server
+from tests.stack.running import ROOT, Stack, poll, running_stack
 
-ROOT = Path(__file__).resolve().parents[2]
 DEMO_FILE = ROOT / "provisioning" / "freshness.demo.toml"
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Iterator[tuple[ServerProcess, FakeGitHub, FakeKapa]]:
-    tmp = tmp_path_factory.mktemp("fresh")
-    now = datetime.now(UTC)
-    github = FakeGitHub(accept_any_token=True).start()
-    kapa = FakeKapa(accept_any_key=True).start()
-    populate_github(github, now)
-    populate_kapa(kapa, now)
-    key = tmp / "kapa_key"
-    key.write_text("stack-test-key")
-    try:
-        with start_server(tmp / "server", auth=True, plugin_dir=ROOT / "plugins", wal_flush_interval="100ms",
-                          extra_args=["--virtual-env-location", str(tmp / "venv")]) as srv:
-            out, err = io.StringIO(), io.StringIO()
-            rc = provision([], out=out, err=err, environ={
-                "PROVISION_ENV_FILE": str(tmp / "no.env"), "PROVISION_FRESHNESS_FILE": str(DEMO_FILE),
-                "INFLUXDB3_HOST_URL": srv.url, "INFLUXDB3_AUTH_TOKEN_FILE": str(tmp / "server" / "admin-token.json"),
-                "INFLUXDB3_PLUGIN_PACKAGES": "", "PROVISION_WAIT_SECONDS": "20",
-                "GITHUB_API_URL": github.url, "GITHUB_TOKEN_FILE": "", "KAPA_API_URL": kapa.url,
-                "KAPA_PROJECT_ID": DEMO_PROJECT, "KAPA_TOKEN_FILE": str(key), "NOTIFY_URL_FILE": ""})
-            assert (rc, err.getvalue()) == (0, ""), out.getvalue()
-            assert f"freshness: 2 source(s), 2 repositories from {DEMO_FILE}" in out.getvalue().splitlines()
-            yield srv, github, kapa
-    finally:
-        github.stop()
-        kapa.stop()
+def demo(tmp_path_factory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("fresh"), PROVISION_FRESHNESS_FILE=str(DEMO_FILE)) as stack:
+        rc, out, err = stack.provision()
+        assert (rc, err) == (0, ""), out
+        assert f"freshness: 2 source(s), 2 repositories from {DEMO_FILE}" in out.splitlines()
+        yield stack
 
 
-def _sql(srv: ServerProcess, q: str) -> list[dict]:
-    r = srv.session.post(f"{srv.url}/api/v3/query_sql", json={"db": "aichat", "q": q, "format": "json"}, timeout=30)
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-def test_stack_freshness_demo_one_source_stale_one_fresh(demo):
-    srv, github, _kapa = demo
+def test_stack_freshness_demo_one_source_stale_one_fresh(demo: Stack):
+    srv, github = demo.server, demo.github
     engine = f"{srv.url}/api/v3/engine"
-    r = srv.session.post(f"{engine}/kapa_sources", json={}, timeout=60)
+    r = demo.call("kapa_sources", {})
     assert r.status_code == 200, r.text
-    poll(lambda: _sql(srv, "SELECT COUNT(*) AS n FROM kapa_source")[0]["n"], "kapa_source rows")
+    poll(lambda: demo.sql("SELECT COUNT(*) AS n FROM kapa_source")[0]["n"], "kapa_source rows")
     # without repo, the endpoint collects every repository of freshness.toml
     r = srv.session.post(f"{engine}/github_prs", json={"time_period": "14d"}, timeout=120)
     assert r.status_code == 200, r.text
     merged = {repo: sum(1 for pr in github.prs(repo) if pr.merged and pr.base == DEMO_BASE)
               for repo in (DEMO_REPO, DEMO_API_REPO)}
-    counts = {row["repo"]: row["n"] for row in _sql(srv, "SELECT repo, COUNT(*) AS n FROM gh GROUP BY repo")}
+    counts = {row["repo"]: row["n"] for row in demo.sql("SELECT repo, COUNT(*) AS n FROM gh GROUP BY repo")}
     assert counts == merged
-    assert _sql(srv, "SELECT COUNT(*) AS n FROM gh_file WHERE pr_number = '16'")[0]["n"] == BULK_FILES
+    assert demo.sql("SELECT COUNT(*) AS n FROM gh_file WHERE pr_number = '16'")[0]["n"] == BULK_FILES
 
     def latest_status():
-        rows = _sql(srv, "SELECT source_name, repo, needs_update, lines_since_ingestion, files_changed, "
+        rows = demo.sql("SELECT source_name, repo, needs_update, lines_since_ingestion, files_changed, "
                          "pages_changed, prs_since_ingestion, status FROM integration_status ORDER BY time DESC")
         seen: dict = {}
         for row in rows:
@@ -98,7 +62,7 @@ def test_stack_freshness_demo_one_source_stale_one_fresh(demo):
         api = status[(DEMO_API_SOURCE, repo)]
         assert (api["needs_update"], api["lines_since_ingestion"], api["files_changed"]) == (0, 0, 0), api
 
-    alerts = poll(lambda: _sql(srv, "SELECT source_name, repo, message FROM documentation_alert"), "an alert")
+    alerts = poll(lambda: demo.sql("SELECT source_name, repo, message FROM documentation_alert"), "an alert")
     assert [(a["source_name"], a["repo"]) for a in alerts] == [(DEMO_SOURCE, DEMO_REPO)]
     assert "most changed: https://docs.influxdata.com/influxdb3/" in alerts[0]["message"]
 
@@ -121,5 +85,5 @@ def test_stack_freshness_demo_one_source_stale_one_fresh(demo):
     # the CI-only PRs count for no source
     ci_prs = {str(pr.number) for pr in github.prs(DEMO_REPO) if pr.merged and pr.title.startswith("CI: ")}
     assert ci_prs and not ci_prs & {str(n) for p in stale["pages"] for n in p["prs"]}
-    stale_rows = _sql(srv, f"SELECT COUNT(*) AS n FROM stale_page WHERE source_name = '{DEMO_SOURCE}'")
+    stale_rows = demo.sql(f"SELECT COUNT(*) AS n FROM stale_page WHERE source_name = '{DEMO_SOURCE}'")
     assert stale_rows[0]["n"] == stale["pages_changed"]  # one window: each evaluation replaced the same rows
