@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,15 +156,8 @@ def _text(value: bytes) -> str:
 
 def decode_any(buf: bytes) -> tuple[str, bytes]:
     """``google.protobuf.Any`` -> ``(type_url, value)``."""
-    type_url, value = "", b""
-    for number, wire, v in decode_fields(buf):
-        if number == 1:
-            _expect(wire, _WIRE_LEN)
-            type_url = _text(v)
-        elif number == 2:
-            _expect(wire, _WIRE_LEN)
-            value = v
-    return type_url, value
+    any_ = decode_message(buf, _ANY_FIELDS)
+    return any_.get("type_url", ""), any_.get("value", b"")
 
 
 def encode_any(type_url: str, value: bytes) -> bytes:
@@ -217,26 +210,18 @@ def decode_flight_sql_command(buf: bytes) -> FlightSqlCommand:
     query, params = None, None
     try:
         if short in ("CommandStatementQuery", "ActionCreatePreparedStatementRequest"):
-            query = ""
-            for number, wire, v in decode_fields(value):
-                if number == 1:  # string query = 1; (2 is transaction_id)
-                    _expect(wire, _WIRE_LEN)
-                    query = _text(v)
+            query = decode_message(value, {1: ("query", "str")}).get("query", "")  # (2 is transaction_id)
         elif short in ("CommandPreparedStatementQuery", "ActionClosePreparedStatementRequest"):
-            handle = b""
-            for number, wire, v in decode_fields(value):
-                if number == 1:  # bytes prepared_statement_handle = 1;
-                    _expect(wire, _WIRE_LEN)
-                    handle = v
-            query, params = decode_prepared_handle(handle)
-        args = _decode_metadata_args(short, value)
+            handle = decode_message(value, {1: ("prepared_statement_handle", "bytes")})
+            query, params = decode_prepared_handle(handle.get("prepared_statement_handle", b""))
+        spec = _METADATA_FIELDS.get(short)
+        args = decode_message(value, spec) if spec is not None else {}
     except ProtobufError as exc:
         raise FlightSqlError(f"Invalid protobuf: {exc}") from None
     return FlightSqlCommand(name=short, query=query, raw=bytes(buf), params=params, args=args)
 
 
-#: field number -> (name, kind) of the metadata commands (FlightSql.proto); kinds: ``str`` optional string,
-#: ``strs`` repeated string, ``bool``, ``u32s`` repeated uint32, ``i32`` optional int32
+#: field number -> (name, kind) of the metadata commands (FlightSql.proto), as :func:`decode_message` reads them
 _KEYS_FIELDS = {1: ("catalog", "str"), 2: ("db_schema", "str"), 3: ("table", "str")}
 _METADATA_FIELDS: dict[str, dict[int, tuple[str, str]]] = {
     "CommandGetSqlInfo": {1: ("info", "u32s")},
@@ -255,30 +240,39 @@ _METADATA_FIELDS: dict[str, dict[int, tuple[str, str]]] = {
 }
 
 
-def _decode_metadata_args(name: str, value: bytes) -> dict[str, Any]:
-    spec = _METADATA_FIELDS.get(name)
-    if spec is None:
-        return {}
-    args: dict[str, Any] = {}
-    for number, wire, v in decode_fields(value):
+#: kinds :func:`decode_message` reads: ``str`` string, ``strs`` repeated string, ``bytes`` bytes or embedded
+#: message, ``msgs`` repeated embedded message, ``varint`` uint64, ``bool``, ``i32`` int32, ``u32s`` repeated uint32
+#: (packed or not)
+_ANY_FIELDS = {1: ("type_url", "str"), 2: ("value", "bytes")}
+
+
+def decode_message(buf: bytes, spec: Mapping[int, tuple[str, str]]) -> dict[str, Any]:
+    """Protobuf bytes -> ``{name: value}`` for the fields ``spec`` names (field number -> ``(name, kind)``).
+
+    Other fields are skipped; a singular field given twice keeps its last value, repeated kinds collect a
+    list, as prost decodes. Raises :class:`ProtobufError` (prost's texts) for a wire type that does not fit
+    the kind or a string that is not UTF-8.
+    """
+    out: dict[str, Any] = {}
+    for number, wire, v in decode_fields(buf):
         if number not in spec:
             continue
         key, kind = spec[number]
-        if kind == "str":
+        if kind in ("str", "strs", "bytes", "msgs"):
             _expect(wire, _WIRE_LEN)
-            args[key] = _text(v)
-        elif kind == "strs":
-            _expect(wire, _WIRE_LEN)
-            args.setdefault(key, []).append(_text(v))
-        elif kind == "bool":
+            value = _text(v) if kind in ("str", "strs") else v
+            if kind in ("strs", "msgs"):
+                out.setdefault(key, []).append(value)
+            else:
+                out[key] = value
+        elif kind in ("varint", "bool", "i32"):
             _expect(wire, _WIRE_VARINT)
-            args[key] = bool(v)
-        elif kind == "i32":
-            _expect(wire, _WIRE_VARINT)
-            v &= 0xFFFFFFFF
-            args[key] = v - (1 << 32) if v >= 1 << 31 else v
+            if kind == "i32":
+                v &= 0xFFFFFFFF
+                v = v - (1 << 32) if v >= 1 << 31 else v
+            out[key] = bool(v) if kind == "bool" else v
         elif kind == "u32s":
-            values = args.setdefault(key, [])
+            values = out.setdefault(key, [])
             if wire == _WIRE_LEN:  # packed
                 pos = 0
                 while pos < len(v):
@@ -287,7 +281,9 @@ def _decode_metadata_args(name: str, value: bytes) -> dict[str, Any]:
             else:
                 _expect(wire, _WIRE_VARINT)
                 values.append(v & 0xFFFFFFFF)
-    return args
+        else:
+            raise ValueError(f"decode_message: unknown kind {kind!r}")
+    return out
 
 
 def _opt(value: Any) -> str:
@@ -378,15 +374,8 @@ def decode_prepared_handle(handle: bytes) -> tuple[str, bytes | None]:
                 from None
     if type_url != PREPARED_HANDLE_TYPE_URL:
         raise FlightSqlError(f"Invalid Any type URL. Expected '{PREPARED_HANDLE_TYPE_URL}' found '{type_url}'")
-    query, params = "", None
-    for number, wire, v in decode_fields(value):
-        if number == 1:
-            _expect(wire, _WIRE_LEN)
-            query = _text(v)
-        elif number == 2:
-            _expect(wire, _WIRE_LEN)
-            params = v
-    return query, params
+    handle_fields = decode_message(value, {1: ("query", "str"), 2: ("params", "bytes")})
+    return handle_fields.get("query", ""), handle_fields.get("params")
 
 
 def encode_prepared_handle(query: str, params: bytes | None = None) -> bytes:
@@ -470,30 +459,16 @@ def decode_ticket(raw: bytes) -> FlightQuery:
         raise TicketError("Invalid ticket") from None
 
 
+#: ReadInfo's fields; 5 is a varint the stand-in checks and does not use
+_READ_INFO_FIELDS = {1: ("database", "str"), 2: ("sql_query", "str"), 3: ("query_type", "varint"),
+                     4: ("command", "bytes"), 5: ("field_5", "varint"), 6: ("params", "msgs")}
+
+
 def _decode_read_info(buf: bytes) -> FlightQuery:
-    database = sql = ""
-    query_type = QUERY_TYPE_UNSPECIFIED
-    command = b""
-    params: dict[str, Any] = {}
-    for number, wire, v in decode_fields(buf):
-        if number == 1:
-            _expect(wire, _WIRE_LEN)
-            database = _text(v)
-        elif number == 2:
-            _expect(wire, _WIRE_LEN)
-            sql = _text(v)
-        elif number == 3:
-            _expect(wire, _WIRE_VARINT)
-            query_type = v
-        elif number == 4:
-            _expect(wire, _WIRE_LEN)
-            command = v
-        elif number == 5:
-            _expect(wire, _WIRE_VARINT)
-        elif number == 6:
-            _expect(wire, _WIRE_LEN)
-            name, value = _decode_query_param(v)
-            params[name] = value
+    info = decode_message(buf, _READ_INFO_FIELDS)
+    database, sql, command = info.get("database", ""), info.get("sql_query", ""), info.get("command", b"")
+    query_type = info.get("query_type", QUERY_TYPE_UNSPECIFIED)
+    params = dict(_decode_query_param(p) for p in info.get("params", []))
     if query_type == QUERY_TYPE_INFLUXQL:
         if command:
             raise ValueError("QueryType::InfluxQl contained non empty flightsql_command")

@@ -32,6 +32,7 @@ from emulator.flight.protocol import (
     decode_any,
     decode_fields,
     decode_flight_sql_command,
+    decode_message,
     decode_prepared_handle,
     decode_ticket,
     encode_any,
@@ -296,3 +297,17 @@ def test_parameter_types_inferred_by_datafusion() -> None:
     assert runner.parameter_types("db", {}, "SELECT $1") == {"$1": None}
     assert runner.parameter_types("db", {}, "SELECT 1") == {}
     assert runner.parameter_types("db", {}, "SELECT * FROM nope WHERE x = $1") is None
+
+
+def test_decode_message_reads_each_kind_as_prost_does():
+    spec = {1: ("s", "str"), 2: ("ss", "strs"), 3: ("b", "bytes"), 4: ("n", "i32"), 5: ("on", "bool"),
+            6: ("u", "varint"), 7: ("m", "msgs")}
+    buf = (field_len(1, b"first") + field_len(1, b"last") + field_len(2, b"a") + field_len(2, b"b")
+           + field_len(3, b"\xff\x00") + field_varint(4, -2) + field_varint(5, 2) + field_varint(6, 1 << 40)
+           + field_len(7, b"x") + field_len(7, b"y") + field_varint(99, 1))  # 99: not in spec, skipped
+    assert decode_message(buf, spec) == {"s": "last", "ss": ["a", "b"], "b": b"\xff\x00", "n": -2, "on": True,
+                                         "u": 1 << 40, "m": [b"x", b"y"]}
+    with pytest.raises(ProtobufError, match=r"^failed to decode Protobuf message: invalid wire type: 0 \(expected 2\)$"):
+        decode_message(field_varint(1, 5), spec)
+    with pytest.raises(ProtobufError, match="invalid string value: data is not UTF-8 encoded"):
+        decode_message(field_len(1, b"\xff"), spec)
