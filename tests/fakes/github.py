@@ -62,6 +62,11 @@ def iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _not_found(headers: dict[str, str]) -> Response:
+    """GitHub's 404 body."""
+    return Response.json({"message": "Not Found", "documentation_url": _DOCS, "status": "404"}, 404, headers)
+
+
 @dataclass
 class ChangedFile:
     """One file a PR changed. status is GitHub's REST word: added, removed, modified, renamed, copied, changed
@@ -263,12 +268,20 @@ class FakeGitHub(FakeServer):
             return self._detail(request, headers)
         if request.kind == "files":
             return self._files(request, headers)
-        return Response.json({"message": "Not Found", "documentation_url": _DOCS, "status": "404"}, 404, headers)
+        return _not_found(headers)
 
     # ------------------------------------------------------------ REST
     def _repo(self, owner: str, name: str) -> _Repo | None:
         with self._lock:
             return self._repos.get(f"{owner}/{name}".lower())
+
+    def _pull(self, pattern: re.Pattern[str], request: Request) -> tuple[_Repo, PullRequest] | None:
+        """The repository and pull request a /repos/{owner}/{name}/pulls/{n}... path names, or None."""
+        match = pattern.match(request.path)
+        assert match is not None
+        repo = self._repo(match.group(1), match.group(2))
+        pr = repo.prs.get(int(match.group(3))) if repo else None
+        return None if repo is None or pr is None else (repo, pr)
 
     def _simple(self, repo: _Repo, pr: PullRequest) -> dict[str, Any]:
         api = f"{self.url}/repos/{repo.owner}/{repo.name}/pulls/{pr.number}"
@@ -293,7 +306,7 @@ class FakeGitHub(FakeServer):
         assert match is not None
         repo = self._repo(match.group(1), match.group(2))
         if repo is None:
-            return Response.json({"message": "Not Found", "documentation_url": _DOCS, "status": "404"}, 404, headers)
+            return _not_found(headers)
         q = request.query
         state = q.get("state", "open")
         sort = q.get("sort", "created")
@@ -318,12 +331,10 @@ class FakeGitHub(FakeServer):
         return Response.json([self._simple(repo, pr) for pr in chunk], 200, out)
 
     def _detail(self, request: Request, headers: dict[str, str]) -> Response:
-        match = _DETAIL_RE.match(request.path)
-        assert match is not None
-        repo = self._repo(match.group(1), match.group(2))
-        pr = repo.prs.get(int(match.group(3))) if repo else None
-        if repo is None or pr is None:
-            return Response.json({"message": "Not Found", "documentation_url": _DOCS, "status": "404"}, 404, headers)
+        found = self._pull(_DETAIL_RE, request)
+        if found is None:
+            return _not_found(headers)
+        repo, pr = found
         full = self._simple(repo, pr)
         full.update({
             "merged": pr.merged,
@@ -339,12 +350,10 @@ class FakeGitHub(FakeServer):
         return Response.json(full, 200, headers)
 
     def _files(self, request: Request, headers: dict[str, str]) -> Response:
-        match = _FILES_RE.match(request.path)
-        assert match is not None
-        repo = self._repo(match.group(1), match.group(2))
-        pr = repo.prs.get(int(match.group(3))) if repo else None
-        if repo is None or pr is None:
-            return Response.json({"message": "Not Found", "documentation_url": _DOCS, "status": "404"}, 404, headers)
+        found = self._pull(_FILES_RE, request)
+        if found is None:
+            return _not_found(headers)
+        repo, pr = found
         q = request.query
         try:
             per_page = min(100, max(1, int(q.get("per_page", "30"))))
