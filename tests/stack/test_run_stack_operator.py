@@ -106,14 +106,9 @@ def test_run_stack_bad_port_setting_is_one_line_and_starts_nothing(tmp_path, set
 def test_run_stack_engine_killed_is_one_line_naming_it_and_what_to_do(tmp_path):
     port = free_port()
     proc = _run_stack(tmp_path, port, "--data-dir", str(tmp_path / "d"))
-    output: list[str] = []
-    assert proc.stdout is not None
-    reader = threading.Thread(target=lambda: output.extend(iter(proc.stdout.readline, "")), daemon=True)
-    reader.start()
+    output, reader = _read_output(proc)
     try:
-        _until_ready(proc, output)
-        token = json.loads((tmp_path / "secrets" / "influxdb3_admin_token.json").read_text())["token"]
-        h, url = {"Authorization": f"Bearer {token}"}, f"http://127.0.0.1:{port}"
+        h, url = _when_ready(proc, output, tmp_path, port)
         assert requests.post(f"{url}/api/v3/write_lp?db=aichat", data="killed v=1i 1", headers=h, timeout=30).ok
         server_pid = next(int(line.split()[0]) for line in subprocess.run(
             ["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True).stdout.splitlines()
@@ -129,24 +124,31 @@ def test_run_stack_engine_killed_is_one_line_naming_it_and_what_to_do(tmp_path):
                                   "acknowledged are kept: make run again"), "".join(output)
 
 
-def _until_ready(proc: subprocess.Popen, output: list[str]) -> None:
+def _read_output(proc: subprocess.Popen) -> tuple[list[str], threading.Thread]:
+    """Collect ``proc``'s stdout lines into a list on a thread of its own."""
+    output: list[str] = []
+    assert proc.stdout is not None
+    reader = threading.Thread(target=lambda: output.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    return output, reader
+
+
+def _when_ready(proc: subprocess.Popen, output: list[str], tmp_path: Path, port: int) -> tuple[dict, str]:
+    """Wait (90 s at most) for the ready line; then the admin headers and the base URL."""
     end = time.monotonic() + 90
     while not any(line.startswith("aichat-stack is ready") for line in list(output)):
         assert proc.poll() is None and time.monotonic() < end, "not ready:\n" + "".join(output)
         time.sleep(0.05)
+    token = json.loads((tmp_path / "secrets" / "influxdb3_admin_token.json").read_text())["token"]
+    return {"Authorization": f"Bearer {token}"}, f"http://127.0.0.1:{port}"
 
 
 def _demo_round(tmp_path: Path, port: int, data_dir: Path, stop_signal: signal.Signals) -> int:
     """Start make demo, collect the PRs once, count gh rows, stop it with ``stop_signal`` sent to its whole group."""
     proc = _run_stack(tmp_path, port, "--demo", "--data-dir", str(data_dir))
-    output: list[str] = []
-    assert proc.stdout is not None
-    reader = threading.Thread(target=lambda: output.extend(iter(proc.stdout.readline, "")), daemon=True)
-    reader.start()
+    output, reader = _read_output(proc)
     try:
-        _until_ready(proc, output)
-        token = json.loads((tmp_path / "secrets" / "influxdb3_admin_token.json").read_text())["token"]
-        h, url = {"Authorization": f"Bearer {token}"}, f"http://127.0.0.1:{port}"
+        h, url = _when_ready(proc, output, tmp_path, port)
         gh = requests.post(f"{url}/api/v3/engine/github_prs", headers=h, json={"time_period": "week"}, timeout=60)
         assert gh.status_code == 200, gh.text
         r = requests.post(f"{url}/api/v3/query_sql", headers=h, timeout=30,
